@@ -1,0 +1,28 @@
+"""What a source hands to the model: the cluster's raw objects, as the API prints them.
+
+Dicts at the edge: each element is one Kubernetes object exactly as decoded from the
+API's JSON (or a kubectl YAML dump). Nothing here interprets them; `lbsync.model` does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Tuple
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent read of the cluster.
+
+    services: v1 Service objects.
+    endpoint_slices: discovery.k8s.io/v1 EndpointSlice objects.
+    endpoints: v1 Endpoints objects (used for a Service only when no EndpointSlice
+        names it, e.g. on clusters that do not serve or permit EndpointSlices).
+    requests / bytes: what the read cost (HTTP requests made, response bytes read);
+        0 for file sources.
+    """
+
+    services: Tuple[dict, ...] = ()
+    endpoint_slices: Tuple[dict, ...] = ()
+    endpoints: Tuple[dict, ...] = ()
+    requests: int = 0
+    bytes: int = field(default=0)
