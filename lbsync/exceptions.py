@@ -102,3 +102,7 @@ class RuntimeApiError(HAProxyError):
 
 class ApplyError(LbsyncError):
     """Staging or renaming the config file failed (disk full, read-only, permissions)."""
+
+
+class RenderError(LbsyncError):
+    """The template failed, or a value reaching the config is not a safe HAProxy word."""

@@ -1,0 +1,352 @@
+"""The cluster, frozen: API dicts in, a deterministic `Topology` of backends out.
+
+Decides what is published and how (annotations, conflicts, endpoint readiness) and
+reports every Service or annotation it leaves out as a `Problem`. Pure: no I/O, no
+logging, no Jinja, no HAProxy syntax. Sorted, so one cluster always gives one Topology.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from lbsync import annotations as ann
+from lbsync import endpoints
+from lbsync.annotations import Invalid
+from lbsync.endpoints import Server
+from lbsync.snapshot import Snapshot
+
+# Loopback, "this host", link-local (cloud metadata at 169.254.169.254) and multicast:
+# a Pod is never there, so an endpoint there is a mistake or an attack on the LB host.
+DEFAULT_DENY = ("127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4",
+                "::1/128", "::/128", "fe80::/10", "ff00::/8")
+
+__all__ = ["Backend", "Options", "Problem", "Server", "Topology", "build"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The settings the model needs (a slice of lbsync.settings.Settings)."""
+
+    publish: str = "all"
+    exclude_namespaces: Tuple[str, ...] = ("kube-system",)
+    exclude_services: Tuple[str, ...] = ("default/kubernetes",)
+    path_prefixes: bool = True
+    check_interval_ms: int = 2000
+    tls: bool = False  # an HTTPS frontend exists (a certificate is configured)
+    reserved_ports: Tuple[int, ...] = ()  # ports of our own binds: never given to lb.tcp
+    deny_networks: Tuple[str, ...] = DEFAULT_DENY  # endpoint addresses never served
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something left out, with enough evidence to fix it. level: warning or info."""
+
+    namespace: str
+    service: str
+    annotation: str
+    reason: str
+    level: str = "warning"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One (Service, port) as HAProxy will serve it."""
+
+    name: str
+    namespace: str
+    service: str
+    port: int
+    port_name: str
+    mode: str  # "http" or "tcp"
+    servers: Tuple[Server, ...]
+    hosts: Tuple[str, ...] = ()
+    path_prefix: Optional[str] = None
+    ssl: bool = False
+    sticky: bool = False
+    algorithm: str = "roundrobin"
+    check_interval_ms: int = 2000
+    check_path: Optional[str] = None
+    listen_port: Optional[int] = None  # tcp mode: the load balancer's own port
+
+    @property
+    def frontend(self) -> str:
+        return "tcp" if self.mode == "tcp" else ("https" if self.ssl else "http")
+
+
+@dataclass(frozen=True)
+class Topology:
+    backends: Tuple[Backend, ...]
+    problems: Tuple[Problem, ...] = field(default=(), compare=False)
+
+    def on(self, frontend: str) -> Tuple[Backend, ...]:
+        return tuple(b for b in self.backends if b.frontend == frontend)
+
+    @property
+    def server_count(self) -> int:
+        return sum(len(b.servers) for b in self.backends)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """A backend before conflicts are settled: what one Service port asks for."""
+
+    backend: Backend
+    created: str
+
+
+def build(snapshot: Snapshot, options: Options = Options()) -> Topology:
+    """The Topology for one snapshot; Problems say what was left out and why."""
+    problems: List[Problem] = []
+    ready = endpoints.index(snapshot, deny=_networks(options.deny_networks))
+    routes: List[_Route] = []
+    for svc in sorted(snapshot.services, key=_age_key):
+        routes.extend(_service_routes(svc, ready, options, problems))
+    backends = _settle(routes, options, problems)
+    return Topology(tuple(sorted(backends, key=lambda b: b.name)), tuple(problems))
+
+
+def _networks(cidrs: Tuple[str, ...]) -> endpoints.Networks:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _age_key(svc: dict) -> Tuple[str, str, str]:
+    """Older Services first: they win conflicts. Missing timestamps count as newest."""
+    meta = svc.get("metadata") or {}
+    created = meta.get("creationTimestamp") or "9999"
+    return (str(created), str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
+                    problems: List[Problem]) -> List[_Route]:
+    meta = svc.get("metadata") or {}
+    ns, name = meta.get("namespace") or "default", meta.get("name")
+    if not (ann.dns_label(ns) and ann.dns_label(name) and name[0].isalpha()):
+        problems.append(Problem(str(ns)[:63], str(name)[:63], "", "namespace or name is not a valid "
+                                "Kubernetes name; Service left out"))
+        return []
+    raw = meta.get("annotations") or {}
+    if not isinstance(raw, dict):
+        raw = {}
+    report = _Reporter(ns, name, problems)
+    if not _published(ns, name, raw, options, report):
+        return []
+    spec = svc.get("spec") or {}
+    if spec.get("type") == "ExternalName":
+        report("", "ExternalName Service has no endpoints to balance; left out", "info")
+        return []
+    conf = _ServiceConf.parse(raw, spec.get("ports") or [], options, report)
+    created = str(meta.get("creationTimestamp") or "9999")
+    routes = []
+    for port in spec.get("ports") or []:
+        backend = conf.backend_for(ns, name, port, ready.get((ns, name), {}), report)
+        if backend is not None:
+            routes.append(_Route(backend, created))
+    return routes
+
+
+class _Reporter:
+    """Collects Problems for one Service, so call sites stay one line."""
+
+    def __init__(self, ns: str, name: str, problems: List[Problem]) -> None:
+        self.ns, self.name, self.problems = ns, name, problems
+
+    def __call__(self, annotation: str, reason: str, level: str = "warning") -> None:
+        self.problems.append(Problem(self.ns, self.name, annotation, reason, level))
+
+
+def _published(ns: str, name: str, raw: dict, options: Options, report: _Reporter) -> bool:
+    if ns in options.exclude_namespaces or f"{ns}/{name}" in options.exclude_services:
+        report("", "excluded by settings (exclude_namespaces / exclude_services)", "info")
+        return False
+    for key, when, skip in (("lb.ignore", True, "lb.ignore is true"),
+                            ("lb.enabled", False, "lb.enabled is false")):
+        value = raw.get(ann.PREFIX + key)
+        if value is None:
+            continue
+        try:
+            if ann.boolean(value) == when:
+                report(ann.PREFIX + key, f"{skip}; Service left out", "info")
+                return False
+        except Invalid as e:
+            # fail closed: an unreadable opt-out must not publish the Service
+            report(ann.PREFIX + key, f"{e}; Service left out to be safe")
+            return False
+    if options.publish == "annotated" and raw.get(ann.PREFIX + "lb.enabled") is None:
+        report("", 'publish is "annotated" and lb.enabled is not "true"; left out', "info")
+        return False
+    return True
+
+
+@dataclass
+class _ServiceConf:
+    """A Service's validated annotations: Service-wide values and per-port overrides."""
+
+    service: Dict[str, object]
+    ports: Dict[str, Dict[str, object]]  # port name or number -> per-port values
+    options: Options
+
+    _PARSERS = {"lb.host": ann.hosts, "lb.sslTerm": ann.boolean, "lb.cookie-sticky-session": ann.boolean,
+                "lb.algorithm": ann.algorithm, "lb.path-prefix": ann.path_prefix,
+                "lb.check-interval": ann.duration_ms, "lb.check-path": ann.check_path,
+                "lb.tcp": ann.tcp_ports}
+
+    @classmethod
+    def parse(cls, raw: dict, spec_ports: list, options: Options, report: _Reporter) -> "_ServiceConf":
+        service_raw, port_raw, unknown = ann.split(raw)
+        for key in unknown:
+            report(_cut(key), "unknown annotation (typo?); ignored")
+        service = cls._parse_all(service_raw, "", report)
+        refs = _port_refs(spec_ports)
+        ports = {}
+        for ref, values in port_raw.items():
+            if ref not in refs:
+                report(f"{ann.PREFIX}{next(iter(values))}.{_cut(ref)}", "names no port of this Service; ignored")
+                continue
+            ports[ref] = cls._parse_all(values, "." + ref, report)
+        return cls(service, ports, options)
+
+    @classmethod
+    def _parse_all(cls, values: Dict[str, str], suffix: str, report: _Reporter) -> Dict[str, object]:
+        out = {}
+        for key, value in values.items():
+            if key in ("lb.enabled", "lb.ignore"):
+                continue
+            try:
+                out[key] = cls._PARSERS[key](value)
+            except Invalid as e:
+                report(ann.PREFIX + key + suffix, f"{e}; annotation ignored")
+        if out.get("lb.algorithm") is None and "lb.algorithm" in values:
+            report(ann.PREFIX + "lb.algorithm", "using the default, roundrobin", "info")
+        return out
+
+    def get(self, key: str, port: dict, default: object = None) -> object:
+        for ref in (str(port.get("port")), port.get("name") or ""):
+            if ref and key in self.ports.get(ref, {}):
+                return self.ports[ref][key]
+        return self.service.get(key, default)
+
+    def tcp_listen(self, port: dict) -> Optional[int]:
+        for expose in self.service.get("lb.tcp") or ():
+            if expose.port_ref in (str(port.get("port")), port.get("name")):
+                return expose.listen_port or int(port["port"])
+        return None
+
+    def backend_for(self, ns: str, name: str, port: dict, ready: Dict[str, Set[Server]],
+                    report: _Reporter) -> Optional[Backend]:
+        if not _valid_port(port):
+            report("", f"port {_cut(str(port.get('port')))} is not a valid Service port; left out")
+            return None
+        number, pname = int(port["port"]), port.get("name") or ""
+        protocol = port.get("protocol") or "TCP"
+        if protocol != "TCP":
+            report("", f"port {number}/{protocol}: only TCP is load-balanced; left out", "info")
+            return None
+        servers = tuple(sorted(ready.get(pname, ()), key=Server.sort_key))
+        if not servers:
+            report("", f"port {number} has no ready endpoints; its backend answers 503", "info")
+        base = Backend(name=f"{ns}_{name}_{number}", namespace=ns, service=name, port=number,
+                       port_name=pname, mode="http", servers=servers,
+                       sticky=bool(self.get("lb.cookie-sticky-session", port, False)),
+                       algorithm=str(self.get("lb.algorithm", port) or "roundrobin"),
+                       check_interval_ms=int(self.get("lb.check-interval", port) or
+                                             self.options.check_interval_ms),
+                       check_path=self.get("lb.check-path", port))  # type: ignore[arg-type]
+        listen = self.tcp_listen(port)
+        if listen is not None:
+            return replace(base, mode="tcp", listen_port=listen, sticky=False, check_path=None)
+        return self._http(base, port, report)
+
+    def _http(self, base: Backend, port: dict, report: _Reporter) -> Optional[Backend]:
+        ssl = bool(self.get("lb.sslTerm", port, False))
+        if ssl and not self.options.tls:
+            report(ann.PREFIX + "lb.sslTerm", f"port {base.port}: no TLS certificate is configured "
+                   "(tls_cert); route left out")
+            return None
+        default_prefix = f"/{base.service}-{base.port}" if self.options.path_prefixes else None
+        prefix = self.get("lb.path-prefix", port, default_prefix)  # None: disabled by annotation
+        return replace(base, ssl=ssl, hosts=tuple(self.get("lb.host", port) or ()),  # type: ignore[arg-type]
+                       path_prefix=prefix)  # type: ignore[arg-type]
+
+
+def _port_refs(spec_ports: Iterable[object]) -> Set[str]:
+    refs = set()
+    for port in spec_ports:
+        if isinstance(port, dict):
+            refs.add(str(port.get("port")))
+            if port.get("name"):
+                refs.add(str(port["name"]))
+    return refs
+
+
+def _valid_port(port: object) -> bool:
+    if not isinstance(port, dict) or not isinstance(port.get("port"), int):
+        return False
+    pname = port.get("name") or ""
+    return 1 <= port["port"] <= 65535 and (pname == "" or bool(ann.PORT_NAME.match(str(pname))))
+
+
+def _settle(routes: List[_Route], options: Options, problems: List[Problem]) -> List[Backend]:
+    """Give each host, path prefix, TCP port and backend name to its oldest claimant."""
+    claims = _Claims(options)
+    out = []
+    for route in routes:  # already oldest first
+        backend = claims.take(route.backend, problems)
+        if backend is not None:
+            out.append(backend)
+    return out
+
+
+class _Claims:
+    """Who owns what: (frontend, host), (frontend, prefix), TCP ports, backend names."""
+
+    def __init__(self, options: Options) -> None:
+        self.owner: Dict[Tuple[str, str], str] = {}
+        for port in options.reserved_ports:
+            self.owner[("port", str(port))] = "lbsync's own frontends"
+
+    def _claim(self, key: Tuple[str, str], who: str) -> Optional[str]:
+        holder = self.owner.setdefault(key, who)
+        return None if holder == who else holder
+
+    def take(self, b: Backend, problems: List[Problem]) -> Optional[Backend]:
+        who = f"{b.namespace}/{b.service}:{b.port}"
+        report = _Reporter(b.namespace, b.service, problems)
+        if b.mode == "tcp":
+            holder = self._claim(("port", str(b.listen_port)), who)
+            if holder:
+                report(ann.PREFIX + "lb.tcp", f"port {b.listen_port} is already taken by {holder}; "
+                       "left out")
+                return None
+            return b
+        hosts = tuple(h for h in b.hosts if not self._lost(("host:" + b.frontend, h), who, report, "host"))
+        prefix = b.path_prefix
+        if prefix and self._lost(("prefix:" + b.frontend, prefix), who, report, "path prefix"):
+            prefix = None
+        if not hosts and not prefix:
+            report("", f"port {b.port} has no host and no path prefix left to route by; left out")
+            return None
+        return replace(b, hosts=hosts, path_prefix=prefix, name=self._name(b, hosts, who))
+
+    def _lost(self, key: Tuple[str, str], who: str, report: _Reporter, what: str) -> bool:
+        holder = self._claim(key, who)
+        if holder:
+            report(ann.PREFIX + ("lb.host" if what == "host" else "lb.path-prefix"),
+                   f"{what} {key[1]} on {key[0].split(':')[1]} is already claimed by {holder} "
+                   f"(older); {who} does not get it")
+        return holder is not None
+
+    def _name(self, b: Backend, hosts: Tuple[str, ...], who: str) -> str:
+        default = f"{b.namespace}_{b.service}_{b.port}"
+        candidates = [default]
+        if hosts:
+            named = hosts[0].replace("*.", "wildcard.")
+            candidates = [named, f"{named}:{b.port}", default]
+        for name in candidates:
+            if not self._claim(("name", name), who):
+                return name
+        raise AssertionError(f"backend name {default} claimed twice")  # names are unique by construction
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,164 @@
+"""Topology -> haproxy.cfg text, through a Jinja2 template.
+
+The template gets plain values only; routing rules (which Host or path goes where,
+in which order) are worked out here in Python so a user's own template stays simple.
+Every value from the cluster passes `word()` on its way out: a last guard, after the
+model's validation, that nothing can break out of one HAProxy word. Pure: reads the
+template and lists the error pages once, when a Renderer is made; no other I/O.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import jinja2
+
+from lbsync import __version__, slots
+from lbsync.endpoints import Server
+from lbsync.exceptions import RenderError
+from lbsync.model import Backend, Topology
+
+ERROR_CODES = (400, 403, 404, 408, 500, 502, 503, 504)
+_WORD = re.compile(r"^[A-Za-z0-9._:/*~%?=&+\[\]-]+$")
+_HOST_EXPR = "req.hdr(host),field(1,:),lower"
+
+
+def word(value: object) -> str:
+    """The value as one HAProxy config word, or RenderError: no spaces, #, quotes, braces..."""
+    text = str(value)
+    if not _WORD.match(text) or len(text) > 1024:
+        raise RenderError(f"refusing to write {text[:60]!r} into the config: not a safe HAProxy word")
+    return text
+
+
+def addr(server: Server) -> str:
+    host = f"[{server.address}]" if server.ipv6 else server.address
+    return word(f"{host}:{server.port}")
+
+
+def bundled_dir(kind: str) -> str:
+    """templates/ or errors/: the repo's (source checkout) or the installed copy."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for base in (here, os.path.join(sys.prefix, "share", "lbsync")):
+        path = os.path.join(base, kind)
+        if os.path.isdir(path):
+            return path
+    raise RenderError(f"bundled {kind}/ directory not found (looked in {here} and {sys.prefix}/share/lbsync)")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The non-cluster values the template needs (a slice of Settings)."""
+
+    http_bind: str = "*:80"
+    https_bind: str = "*:443"
+    stats_bind: str = "127.0.0.1:1936"
+    tcp_bind_address: str = "*"
+    tls_cert: Optional[str] = None
+    https_redirect: bool = True
+    hard_stop_after: str = "15m"
+    haproxy_log: str = "stdout"
+    maxconn: int = 20000
+    runtime_socket: Optional[str] = None
+
+
+class Renderer:
+    """Holds the compiled template and the error pages; `render` is then pure and fast."""
+
+    def __init__(self, frame: Frame = Frame(), *, template: Optional[str] = None,
+                 errors_dir: Optional[str] = None) -> None:
+        self.frame = frame
+        path = template or os.path.join(bundled_dir("templates"), "haproxy.cfg.j2")
+        self.template_path = os.path.abspath(path)
+        self.errors_dir = os.path.abspath(errors_dir or bundled_dir("errors"))
+        self.errorfiles = _errorfiles(self.errors_dir)
+        self._template = _compile(self.template_path)
+
+    def render(self, topology: Topology, layout: Optional[Mapping[str, slots.Slots]] = None) -> str:
+        layout = layout if layout is not None else slots.layout(
+            {b.name: b.servers for b in topology.backends}, {})
+        lb = dict(vars(self.frame), version=__version__, errorfiles=self.errorfiles)
+        try:
+            return self._template.render(
+                lb=lb, backends=[_backend_view(b, layout[b.name]) for b in topology.backends],
+                frontends=_frontends(topology, self.frame), placeholder=slots.PLACEHOLDER)
+        except (jinja2.TemplateError, KeyError) as e:
+            raise RenderError(f"template {self.template_path}: {e}") from e
+
+
+def _compile(path: str) -> jinja2.Template:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                             keep_trailing_newline=True, loader=jinja2.FileSystemLoader(
+                                 os.path.dirname(path)))
+    env.filters.update(word=word, addr=addr)
+    try:
+        return env.get_template(os.path.basename(path))
+    except jinja2.TemplateNotFound as e:
+        raise RenderError(f"template {path} not found") from e
+    except jinja2.TemplateError as e:
+        raise RenderError(f"template {path}: {e}") from e
+
+
+def _errorfiles(directory: str) -> Tuple[Tuple[int, str], ...]:
+    if not os.path.isdir(directory):
+        raise RenderError(f"error page directory {directory} not found")
+    found = tuple((code, os.path.join(directory, f"{code}.http")) for code in ERROR_CODES
+                  if os.path.isfile(os.path.join(directory, f"{code}.http")))
+    for _, path in found:
+        word(path)
+    return found
+
+
+def _backend_view(b: Backend, slot_list: slots.Slots) -> Dict[str, object]:
+    view = dict(vars(b), slots=slot_list, host_acls=_host_exprs(b.hosts),
+                path_regex=(b.path_prefix or "").replace(".", "[.]"),
+                cookie_key=f"lbsync-{b.namespace}-{b.service}-{b.port}",
+                check_host=next((h for h in b.hosts if not h.startswith("*.")), b.service))
+    return view
+
+
+def _host_exprs(hosts: Sequence[str]) -> List[str]:
+    """Match expressions for these hosts: Host without :port, any case; `*.x` by suffix."""
+    exact = [word(h) for h in hosts if not h.startswith("*.")]
+    suffixes = [word(h[1:]) for h in hosts if h.startswith("*.")]
+    exprs = []
+    if exact:
+        exprs.append(f"{_HOST_EXPR} -m str {' '.join(exact)}")
+    if suffixes:
+        exprs.append(f"{_HOST_EXPR} -m end {' '.join(suffixes)}")
+    return exprs
+
+
+@dataclass
+class _Frontend:
+    routes: List[Tuple[str, str]]
+    redirects: List[str]
+
+
+def _frontends(topology: Topology, frame: Frame) -> Dict[str, Optional[_Frontend]]:
+    http = _Frontend(_routes(topology.on("http")), [])
+    https = _Frontend(_routes(topology.on("https")), []) if frame.tls_cert else None
+    if https and frame.https_redirect:
+        served = {h for b in topology.on("http") for h in b.hosts}
+        redirect = [b for b in topology.on("https") if any(h not in served for h in b.hosts)]
+        http.redirects = [_host_cond([h for h in b.hosts if h not in served]) for b in redirect]
+    return {"http": http, "https": https}
+
+
+def _routes(backends: Sequence[Backend]) -> List[Tuple[str, str]]:
+    """Exact hosts first, then wildcards (longest first), then path prefixes (longest first)."""
+    exact = [(b.name, _host_cond([h for h in b.hosts if not h.startswith("*.")]))
+             for b in backends if any(not h.startswith("*.") for h in b.hosts)]
+    wild = sorted(((len(h), b.name, h) for b in backends for h in b.hosts if h.startswith("*.")),
+                  key=lambda t: (-t[0], t[1], t[2]))
+    prefixes = sorted((b for b in backends if b.path_prefix), key=lambda b: (-len(b.path_prefix), b.name))
+    return (exact + [(name, _host_cond([h])) for _, name, h in wild] +
+            [(b.name, f"{{ path {word(b.path_prefix)} }} || {{ path_beg {word(b.path_prefix)}/ }}")
+             for b in prefixes])
+
+
+def _host_cond(hosts: Sequence[str]) -> str:
+    return " || ".join(f"{{ {expr} }}" for expr in _host_exprs(hosts))
