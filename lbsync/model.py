@@ -14,12 +14,8 @@ from lbsync import annotations as ann
 from lbsync import endpoints
 from lbsync.annotations import Invalid
 from lbsync.endpoints import Server
+from lbsync.settings import DEFAULT_DENY
 from lbsync.snapshot import Snapshot
-
-# Loopback, "this host", link-local (cloud metadata at 169.254.169.254) and multicast:
-# a Pod is never there, so an endpoint there is a mistake or an attack on the LB host.
-DEFAULT_DENY = ("127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4",
-                "::1/128", "::/128", "fe80::/10", "ff00::/8")
 
 __all__ = ["Backend", "Options", "Problem", "Server", "Topology", "build"]
 

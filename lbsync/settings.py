@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ from lbsync.exceptions import SettingsError
 ENV_PREFIX = "LBSYNC_"
 _BIND = re.compile(r"^(\*|[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*::[0-9A-Fa-f:]*)?:\d{1,5}$")
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
+# Loopback, "this host", link-local (cloud metadata at 169.254.169.254) and multicast:
+# a Pod is never there, so an endpoint there is a mistake or an attack on the LB host.
+DEFAULT_DENY = ("127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4",
+                "::1/128", "::/128", "fe80::/10", "ff00::/8")
 
 
 def _opt(default: Any, help: str, *, flag: bool = True, kind: str = "") -> Any:
@@ -52,6 +57,11 @@ class Settings:
     exclude_namespaces: Tuple[str, ...] = _list_opt(("kube-system",), "Namespaces never published.")
     exclude_services: Tuple[str, ...] = _list_opt(("default/kubernetes",), "namespace/name of Services never "
                                                   "published (the cluster's own API server by default).")
+    deny_networks: Tuple[str, ...] = _list_opt(
+        DEFAULT_DENY,
+        "Endpoint addresses never served (CIDRs): loopback, link-local (cloud metadata), multicast. "
+        "A Pod is never there; anyone who can write Endpoints could aim the LB at its own host. "
+        "'none' allows all (tests with loopback backends).")
     # --- what is rendered
     haproxy_config: str = _opt("/etc/haproxy/haproxy.cfg", "The live HAProxy config file lbsync owns.")
     template: Optional[str] = _opt(None, "Jinja2 template to render instead of the bundled one.")
@@ -123,6 +133,11 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"log_level: {s.log_level!r} must be debug, info, warning or error")
     if s.interval <= 0:
         raise SettingsError(f"interval: {s.interval} must be a positive number of seconds")
+    for cidr in s.deny_networks:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as e:
+            raise SettingsError(f"deny_networks: {cidr!r} is not a CIDR network (e.g. 127.0.0.0/8)") from e
     if not 0 < s.shrink_guard <= 1:
         raise SettingsError(f"shrink_guard: {s.shrink_guard} must be in (0, 1]")
 
@@ -132,7 +147,8 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
     try:
         if kind == "list":
             items = value.split(",") if isinstance(value, str) else list(value or ())
-            return tuple(str(i).strip() for i in items if str(i).strip())
+            items = [str(i).strip() for i in items if str(i).strip()]
+            return () if items == ["none"] else tuple(items)
         if kind == "bool":
             return _to_bool(value)
         if kind == "int":

@@ -123,6 +123,8 @@ def _explain(socket_path: str, config_path: Optional[str], binary: str) -> str:
             return "\n".join(exc.alerts) or str(exc)
         except HAProxyError as exc:
             return str(exc)
+        return (f"`haproxy -c` accepts {config_path}: the failure happened at startup "
+                "(e.g. a bind or a file); see HAProxy's own log")
     return _tail(log)
 
 

@@ -1,0 +1,74 @@
+"""`lbsync` command: flags -> Settings -> one sync (--once) or the daemon.
+
+Exit codes, as `kubectl diff`: with --once --dry-run 0 = no change, 1 = changes;
+--once 0 = done (changed or not); 2 = an error, printed as one line naming what was wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from lbsync import __version__, logs
+from lbsync import settings as settings_mod
+from lbsync.exceptions import LbsyncError
+
+EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lbsync", description="Keep an HAProxy config true to a Kubernetes cluster's Services.",
+        epilog="Every flag can also be set as LBSYNC_<NAME> in the environment or as <name> in the "
+               "--config YAML file; flags win over the environment, which wins over the file.")
+    p.add_argument("--config", metavar="FILE", help="YAML settings file (also $LBSYNC_CONFIG).")
+    p.add_argument("--once", action="store_true", help="Sync once and exit instead of polling forever.")
+    p.add_argument("--dry-run", action="store_true",
+                   help="Print the diff a sync would make; write and reload nothing. "
+                        "Exit 0: no change, 1: changes, 2: error.")
+    p.add_argument("--version", action="version", version=f"lbsync {__version__}")
+    settings_mod.add_arguments(p)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = settings_mod.load(args=args, config_file=args.config)
+    except LbsyncError as e:
+        print(f"lbsync: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    # a dry run's stdout is the diff: keep log lines on stderr
+    logs.setup(settings.log_format, settings.log_level, stream=sys.stderr if args.dry_run else None)
+    try:
+        if args.once or args.dry_run:
+            return _once(settings, dry_run=args.dry_run)
+        from lbsync import daemon
+        return daemon.run(settings, config_file=args.config)
+    except LbsyncError as e:
+        logs.get("lbsync").error("sync.failed", error=str(e), kind=type(e).__name__)
+        print(f"lbsync: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _once(settings: settings_mod.Settings, *, dry_run: bool) -> int:
+    from lbsync import sync
+    syncer = sync.Syncer(settings)
+    result = syncer.run(dry_run=dry_run, reason="once")
+    report(result)
+    if dry_run:
+        sys.stdout.write(result.diff)
+        return EXIT_CHANGES if result.changed else EXIT_OK
+    return EXIT_OK
+
+
+def report(result) -> None:
+    """Log the Problems of a pass and its outcome, as events."""
+    log = logs.get("lbsync")
+    for p in result.problems:
+        (log.warning if p.level == "warning" else log.info)(
+            "service.problem", namespace=p.namespace, service=p.service, annotation=p.annotation or None, reason=p.reason)
+    log.info("sync.done", changed=result.changed, written=result.written, reloaded=result.reloaded,
+             backends=result.backends, servers=result.servers, duration_s=round(result.duration_s, 4))

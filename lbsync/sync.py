@@ -1,0 +1,154 @@
+"""One sync pass, put together in one place: fetch -> build -> render -> diff -> apply.
+
+Reads like a checklist (confd's lesson): read the live file, render, compare, and only
+for a real change stage the file, have HAProxy check the staged copy, rename it into
+place, then tell HAProxy — over the Runtime API when only servers moved, by a reload
+otherwise. A dry run takes the same path and stops before the first write.
+"""
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from lbsync import haproxy, model, render, slots
+from lbsync.exceptions import LbsyncError, SourceError
+from lbsync.haproxy.reload import Reloader
+from lbsync.logs import get as get_logger
+from lbsync.settings import Settings, duration_ms
+from lbsync.snapshot import Snapshot
+
+log = get_logger("lbsync.sync")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one pass found and did. `changed`: the config would differ (dry run too)."""
+
+    changed: bool
+    written: bool = False
+    reloaded: bool = False
+    runtime_updates: int = 0
+    diff: str = ""
+    backends: int = 0
+    servers: int = 0
+    problems: Tuple[model.Problem, ...] = ()
+    reason: str = ""
+    duration_s: float = 0.0
+    api_requests: int = 0
+    api_bytes: int = 0
+    skipped_render: bool = field(default=False)
+
+
+class GuardTripped(SourceError):
+    """A poll would drop too many live backends at once; treated like a failed poll."""
+
+
+def options_from(settings: Settings) -> model.Options:
+    return model.Options(
+        publish=settings.publish, exclude_namespaces=settings.exclude_namespaces,
+        exclude_services=settings.exclude_services, path_prefixes=settings.path_prefixes,
+        check_interval_ms=duration_ms(settings.check_interval, what="check_interval"),
+        tls=bool(settings.tls_cert), reserved_ports=_bind_ports(settings),
+        deny_networks=settings.deny_networks)
+
+
+def frame_from(settings: Settings) -> render.Frame:
+    return render.Frame(
+        http_bind=settings.http_bind, https_bind=settings.https_bind, stats_bind=settings.stats_bind,
+        tcp_bind_address=settings.tcp_bind_address, tls_cert=settings.tls_cert,
+        https_redirect=settings.https_redirect, hard_stop_after=settings.hard_stop_after,
+        haproxy_log=settings.haproxy_log, maxconn=settings.maxconn, runtime_socket=settings.runtime_socket)
+
+
+def _bind_ports(settings: Settings) -> Tuple[int, ...]:
+    binds = [settings.http_bind, settings.stats_bind, settings.metrics_bind or ""]
+    if settings.tls_cert:
+        binds.append(settings.https_bind)
+    return tuple(sorted({int(b.rsplit(":", 1)[1]) for b in binds if b}))
+
+
+def make_source(settings: Settings):
+    """The file source for --source, else the Kubernetes API."""
+    if settings.source:
+        from lbsync.source import FileSource
+        return FileSource(settings.source)
+    from lbsync import kube
+    creds = kube.credentials.load(settings.kubeconfig, settings.context)
+    return kube.ApiSource(creds, namespaces=settings.namespaces, selector=settings.selector,
+                          timeout=settings.api_timeout, page_size=settings.page_size)
+
+
+def make_reloader(settings: Settings) -> Optional[Reloader]:
+    if settings.master_socket:
+        return haproxy.MasterSocketReloader(settings.master_socket, timeout=settings.reload_timeout)
+    if settings.pidfile:
+        return haproxy.SignalReloader(settings.pidfile)
+    if settings.reload_cmd:
+        return haproxy.CommandReloader(settings.reload_cmd, timeout=settings.reload_timeout)
+    return None
+
+
+class Syncer:
+    """Holds what passes share: the compiled template, the source, the slot layout."""
+
+    def __init__(self, settings: Settings, *, source=None, reloader: Optional[Reloader] = None) -> None:
+        self.settings = settings
+        self.path = settings.haproxy_config
+        self.source = source if source is not None else make_source(settings)
+        self.reloader = reloader if reloader is not None else make_reloader(settings)
+        self.renderer = render.Renderer(frame_from(settings), template=settings.template,
+                                        errors_dir=settings.errors_dir)
+        self.options = options_from(settings)
+        self.layout: Optional[slots.Layout] = None  # what the running HAProxy has, once known
+
+    def run(self, *, dry_run: bool = False, reason: str = "poll") -> Result:
+        started = time.monotonic()
+        snapshot = self.source.fetch()
+        topology = model.build(snapshot, self.options)
+        live = haproxy.read(self.path)
+        previous = self.layout if self.layout is not None else slots.parse(live)
+        layout = slots.layout({b.name: b.servers for b in topology.backends}, previous)
+        text = self.renderer.render(topology, layout)
+        base = dict(backends=len(topology.backends), servers=topology.server_count,
+                    problems=topology.problems, api_requests=snapshot.requests, api_bytes=snapshot.bytes)
+        if text == live:
+            self.layout = layout
+            return Result(changed=False, duration_s=time.monotonic() - started, **base)
+        diff = unified_diff(live, text, self.path)
+        if dry_run:
+            return Result(changed=True, diff=diff, duration_s=time.monotonic() - started, **base)
+        self._guard(live, topology)
+        reloaded = self._apply(text, reason)
+        self.layout = layout
+        return Result(changed=True, written=True, reloaded=reloaded, diff=diff, reason=reason,
+                      duration_s=time.monotonic() - started, **base)
+
+    def _guard(self, live: str, topology: model.Topology) -> None:
+        """Refuse an answer that would drop most live backends at once (bad poll, not a real change)."""
+        before = len(slots.parse(live))
+        after = len(topology.backends)
+        if before >= 4 and after < before * (1 - self.settings.shrink_guard):
+            raise GuardTripped(f"refusing to apply: the poll returned {after} backends where {before} "
+                               f"are live (more than {self.settings.shrink_guard:.0%} would go at once); "
+                               "the live config is kept. Check the API answer, or run once with "
+                               "--shrink-guard 1 to accept it")
+
+    def _apply(self, text: str, reason: str) -> bool:
+        binary = self.settings.haproxy_binary
+        haproxy.replace(self.path, text, check=lambda staged: haproxy.check_config(staged, binary=binary))
+        if self.reloader is None:
+            return False
+        result = self.reloader.reload(reason)
+        log.info("haproxy.reloaded", reason=reason, duration_s=round(result.duration_s, 3),
+                 new_pids=list(result.new_pids))
+        return True
+
+
+def unified_diff(old: str, new: str, path: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=path, tofile=path + " (new)"))
+
+
+__all__ = ["GuardTripped", "LbsyncError", "Result", "Snapshot", "Syncer", "unified_diff"]
