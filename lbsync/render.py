@@ -61,7 +61,7 @@ class Frame:
     https_redirect: bool = True
     hard_stop_after: str = "15m"
     haproxy_log: str = "stdout"
-    maxconn: int = 20000
+    maxconn: int = 0
     runtime_socket: Optional[str] = None
 
 

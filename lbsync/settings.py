@@ -82,7 +82,9 @@ class Settings:
                                 "a reload before it is stopped.")
     haproxy_log: str = _opt("stdout", "Where HAProxy logs: 'stdout' (containers), '/dev/log' (VMs), "
                             "or host:port of a syslog server. Empty disables access logs.")
-    maxconn: int = _opt(20000, "HAProxy global maxconn.", kind="int")
+    maxconn: int = _opt(0, "HAProxy global maxconn; 0 lets HAProxy derive it from the file-descriptor "
+                        "limit (a fixed value above what ulimit -n allows stops HAProxy from starting).",
+                        kind="int")
     # --- HAProxy process
     haproxy_binary: str = _opt("haproxy", "haproxy binary used for `haproxy -c`.")
     master_socket: Optional[str] = _opt(None, "HAProxy master CLI socket (-S); reload through it.")

@@ -16,14 +16,14 @@ import shutil
 import stat
 import tempfile
 import threading
-from typing import Callable, Optional, Set
+from typing import Callable, Optional, Set, Tuple
 
 from lbsync.exceptions import ApplyError
 
 DEFAULT_MODE = 0o644
 _TAG = "lbsync"
 _in_flight: Set[str] = set()  # staged files of this process, never "stale"
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def _target(path: str) -> str:
@@ -51,6 +51,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _is_stale(full: str, match: "Optional[re.Match[str]]") -> bool:
+    if match is None or full in _in_flight:
+        return False
+    digits = match.group(1) or match.group(2)
+    pid = int(digits) if digits else None
+    return pid is None or pid == os.getpid() or not _pid_alive(pid)
+
+
 def clean_stale(path: str) -> int:
     """Remove temp files left by a killed lbsync next to `path`; return how many.
 
@@ -60,20 +68,15 @@ def clean_stale(path: str) -> int:
     target = _target(path)
     directory, pattern = os.path.dirname(target), _stale_pattern(target)
     removed = 0
-    for name in os.listdir(directory):
-        match = pattern.match(name)
-        full = os.path.join(directory, name)
-        if match is None or full in _in_flight:
-            continue
-        digits = match.group(1) or match.group(2)
-        pid = int(digits) if digits else None
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
-            continue
-        try:
-            os.unlink(full)
-            removed += 1
-        except FileNotFoundError:
-            pass
+    with _lock:
+        for name in os.listdir(directory):
+            full = os.path.join(directory, name)
+            if _is_stale(full, pattern.match(name)):
+                try:
+                    os.unlink(full)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
     return removed
 
 
@@ -96,16 +99,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _new_temp(target: str) -> Tuple[int, str]:
+    """Clean up after killed runs, then open a fresh temp file beside `target`."""
+    directory, base = os.path.dirname(target), os.path.basename(target)
+    with _lock:
+        clean_stale(target)
+        fd, staged = tempfile.mkstemp(prefix=f".{base}.{_TAG}-{os.getpid()}-", suffix=".tmp",
+                                      dir=directory)
+        _in_flight.add(staged)
+    return fd, staged
+
+
 def stage(path: str, text: str) -> str:
     """Write `text` to a new temp file beside `path` (same mode/owner), fsynced; return its path."""
     target = _target(path)
-    directory, base = os.path.dirname(target), os.path.basename(target)
     try:
-        with _lock:
-            clean_stale(target)
-            fd, staged = tempfile.mkstemp(prefix=f".{base}.{_TAG}-{os.getpid()}-",
-                                          suffix=".tmp", dir=directory)
-            _in_flight.add(staged)
+        fd, staged = _new_temp(target)
     except OSError as exc:
         raise _error("stage a new config next to", target, exc) from exc
     try:
