@@ -46,9 +46,10 @@ def _check_text(value: str) -> str:
         raise Invalid(f"must be a string, not {type(value).__name__}")
     if len(value) > MAX_VALUE:
         raise Invalid(f"too long ({len(value)} characters, at most {MAX_VALUE})")
+    value = value.strip()  # YAML block scalars add a trailing newline: harmless once trimmed
     if not value.isascii() or any(not ch.isprintable() for ch in value):
         raise Invalid("contains control or non-ASCII characters")
-    return value.strip()
+    return value
 
 
 def boolean(value: str) -> bool:
