@@ -9,6 +9,7 @@ the Runtime API can apply without a reload. Pure: the previous layout is passed 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from lbsync.endpoints import Server
@@ -37,7 +38,10 @@ def assign(servers: Sequence[Server], previous: Optional[Slots] = None) -> Slots
     wanted = set(servers)
     slots = [s if s in wanted else None for s in previous]
     placed = set(s for s in slots if s is not None)
-    free = iter(i for i, s in enumerate(slots) if s is None)
+    # slots that were already free first: a slot just vacated may still hold keep-alive
+    # connections to the departed Pod, so a new Pod there would inherit its traffic
+    free = iter([i for i, s in enumerate(previous) if s is None] +
+                [i for i, s in enumerate(previous) if s is not None and s not in wanted])
     for server in servers:
         if server not in placed:
             slots[next(free)] = server
@@ -64,3 +68,35 @@ def parse(config_text: str) -> Layout:
             disabled = " disabled" in (m.group(4) or "")
             current[index] = None if disabled else Server(m.group(2).strip("[]"), int(m.group(3)))
     return {name: tuple(slots) for name, slots in out.items() if slots}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One slot whose Pod changed: `old`/`new` are None for a free slot."""
+
+    backend: str
+    slot: int  # 1-based, as in the server name s<slot>
+    old: Optional[Server]
+    new: Optional[Server]
+
+
+def changes(before: Mapping[str, Slots], after: Mapping[str, Slots]) -> Tuple[Change, ...]:
+    """Slot-by-slot differences of two layouts with the same backends and slot counts."""
+    out = []
+    for name in sorted(after):
+        for i, (old, new) in enumerate(zip(before.get(name, ()), after[name]), start=1):
+            if old != new:
+                out.append(Change(name, i, old, new))
+    return tuple(out)
+
+
+def same_shape(before: Mapping[str, Slots], after: Mapping[str, Slots]) -> bool:
+    return before.keys() == after.keys() and all(len(before[k]) == len(after[k]) for k in after)
+
+
+def mask_servers(config_text: str) -> str:
+    """The config with server addresses and states blanked: equal masks mean only Pods moved."""
+    return _SERVER_LINE.sub(r"\1", config_text)
+
+
+_SERVER_LINE = re.compile(r"^(\s+server s\d+) .*$", re.MULTILINE)

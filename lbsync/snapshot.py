@@ -19,6 +19,9 @@ class Snapshot:
         names it, e.g. on clusters that do not serve or permit EndpointSlices).
     requests / bytes: what the read cost (HTTP requests made, response bytes read);
         0 for file sources.
+    version: an opaque token that changes whenever any of these objects changes (the
+        lists' resourceVersions, or file sizes and mtimes); '' when unknown. Equal
+        versions let a sync skip building and rendering altogether.
     """
 
     services: Tuple[dict, ...] = ()
@@ -26,3 +29,4 @@ class Snapshot:
     endpoints: Tuple[dict, ...] = ()
     requests: int = 0
     bytes: int = field(default=0)
+    version: str = ""

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from lbsync import haproxy, model, render, slots
-from lbsync.exceptions import LbsyncError, SourceError
+from lbsync import haproxy, model, render, runtime_update, slots
+from lbsync.exceptions import LbsyncError, RuntimeApiError, SourceError
 from lbsync.haproxy.reload import Reloader
 from lbsync.logs import get as get_logger
 from lbsync.settings import Settings, duration_ms
@@ -81,49 +81,103 @@ def make_source(settings: Settings):
 
 
 def make_reloader(settings: Settings) -> Optional[Reloader]:
+    common = dict(config_path=settings.haproxy_config, binary=settings.haproxy_binary,
+                  timeout=settings.reload_timeout)
     if settings.master_socket:
-        return haproxy.MasterSocketReloader(settings.master_socket, timeout=settings.reload_timeout)
+        return haproxy.MasterSocketReloader(settings.master_socket, **common)
     if settings.pidfile:
-        return haproxy.SignalReloader(settings.pidfile)
+        return haproxy.SignalReloader(settings.pidfile, confirm_socket=settings.master_socket, **common)
     if settings.reload_cmd:
         return haproxy.CommandReloader(settings.reload_cmd, timeout=settings.reload_timeout)
     return None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a pass would do, before it does anything: the new text and how to apply it."""
+
+    text: str
+    live: str
+    layout: slots.Layout
+    previous: slots.Layout
+    topology: model.Topology
+    snapshot: Snapshot
+    started: float
+
+    @property
+    def changed(self) -> bool:
+        return self.text != self.live
+
+    @property
+    def structural(self) -> bool:
+        """True unless only Pods moved between existing server slots."""
+        return (not slots.same_shape(self.previous, self.layout)
+                or slots.mask_servers(self.text) != slots.mask_servers(self.live))
+
+    def result(self, **kw) -> Result:
+        t = self.topology
+        return Result(changed=self.changed, backends=len(t.backends), servers=t.server_count,
+                      problems=t.problems, api_requests=self.snapshot.requests, api_bytes=self.snapshot.bytes,
+                      duration_s=time.monotonic() - self.started, **kw)
+
+
 class Syncer:
     """Holds what passes share: the compiled template, the source, the slot layout."""
 
-    def __init__(self, settings: Settings, *, source=None, reloader: Optional[Reloader] = None) -> None:
+    def __init__(self, settings: Settings, *, source=None, reloader: Optional[Reloader] = None,
+                 runtime: Optional[haproxy.RuntimeApi] = None) -> None:
         self.settings = settings
         self.path = settings.haproxy_config
         self.source = source if source is not None else make_source(settings)
         self.reloader = reloader if reloader is not None else make_reloader(settings)
+        self.runtime = runtime if runtime is not None else (
+            haproxy.RuntimeApi(settings.runtime_socket) if settings.runtime_socket else None)
         self.renderer = render.Renderer(frame_from(settings), template=settings.template,
                                         errors_dir=settings.errors_dir)
         self.options = options_from(settings)
         self.layout: Optional[slots.Layout] = None  # what the running HAProxy has, once known
+        self._seen: Optional[Tuple[str, str]] = None  # (snapshot version, live text) of the last pass
 
-    def run(self, *, dry_run: bool = False, reason: str = "poll") -> Result:
+    def run(self, *, dry_run: bool = False, reason: str = "poll", allow_reload: bool = True) -> Result:
+        plan = self.plan()
+        if plan is None:
+            return Result(changed=False, skipped_render=True)
+        if not plan.changed or dry_run:
+            if not plan.changed:
+                self._settled(plan)
+            return plan.result(diff=unified_diff(plan.live, plan.text, self.path) if plan.changed else "")
+        return self.apply(plan, reason=reason, allow_reload=allow_reload)
+
+    def plan(self) -> Optional[Plan]:
+        """Fetch and render; None when the cluster and the live file are as last time."""
         started = time.monotonic()
         snapshot = self.source.fetch()
-        topology = model.build(snapshot, self.options)
         live = haproxy.read(self.path)
+        if snapshot.version and self._seen == (snapshot.version, live):
+            return None  # nothing moved: no build, no render, no write
+        topology = model.build(snapshot, self.options)
         previous = self.layout if self.layout is not None else slots.parse(live)
         layout = slots.layout({b.name: b.servers for b in topology.backends}, previous)
         text = self.renderer.render(topology, layout)
-        base = dict(backends=len(topology.backends), servers=topology.server_count,
-                    problems=topology.problems, api_requests=snapshot.requests, api_bytes=snapshot.bytes)
-        if text == live:
-            self.layout = layout
-            return Result(changed=False, duration_s=time.monotonic() - started, **base)
-        diff = unified_diff(live, text, self.path)
-        if dry_run:
-            return Result(changed=True, diff=diff, duration_s=time.monotonic() - started, **base)
-        self._guard(live, topology)
-        reloaded = self._apply(text, reason)
-        self.layout = layout
-        return Result(changed=True, written=True, reloaded=reloaded, diff=diff, reason=reason,
-                      duration_s=time.monotonic() - started, **base)
+        return Plan(text, live, layout, previous, topology, snapshot, started)
+
+    def apply(self, plan: Plan, *, reason: str = "poll", allow_reload: bool = True) -> Result:
+        diff = unified_diff(plan.live, plan.text, self.path)
+        self._guard(plan.live, plan.topology)
+        if not plan.structural and self.runtime is not None and self.layout is not None:
+            updates = self._runtime_update(plan)
+            if updates is not None:
+                return plan.result(written=True, runtime_updates=updates, diff=diff, reason=reason)
+        if not allow_reload and self.reloader is not None:
+            return plan.result(diff=diff, reason="deferred: reload rate limit")
+        self._write(plan.text)
+        reloaded = self._reload(reason)
+        self._settled(plan)
+        return plan.result(written=True, reloaded=reloaded, diff=diff, reason=reason)
+
+    def _settled(self, plan: Plan) -> None:
+        self.layout = plan.layout
+        self._seen = (plan.snapshot.version, plan.text)
 
     def _guard(self, live: str, topology: model.Topology) -> None:
         """Refuse an answer that would drop most live backends at once (bad poll, not a real change)."""
@@ -135,15 +189,30 @@ class Syncer:
                                "the live config is kept. Check the API answer, or run once with "
                                "--shrink-guard 1 to accept it")
 
-    def _apply(self, text: str, reason: str) -> bool:
+    def _write(self, text: str) -> bool:
         binary = self.settings.haproxy_binary
-        haproxy.replace(self.path, text, check=lambda staged: haproxy.check_config(staged, binary=binary))
+        return haproxy.replace(self.path, text, check=lambda staged: haproxy.check_config(staged, binary=binary))
+
+    def _reload(self, reason: str) -> bool:
         if self.reloader is None:
             return False
         result = self.reloader.reload(reason)
-        log.info("haproxy.reloaded", reason=reason, duration_s=round(result.duration_s, 3),
-                 new_pids=list(result.new_pids))
+        if self.runtime is not None and result.new_pids:
+            # commands sent right after a reload can still reach the old worker
+            self.runtime.wait_for_worker(result.new_pids, timeout=self.settings.reload_timeout)
         return True
+
+    def _runtime_update(self, plan: Plan) -> Optional[int]:
+        """Apply slot changes over the Runtime API; None (caller reloads) if HAProxy disagrees."""
+        todo = slots.changes(plan.previous, plan.layout)
+        self._write(plan.text)  # the file first: a reload or restart from here on changes nothing
+        try:
+            runtime_update.apply(self.runtime, todo)
+        except RuntimeApiError as e:
+            log.warning("runtime.update_failed", error=str(e), fallback="reload")
+            return None
+        self._settled(plan)
+        return len(todo)
 
 
 def unified_diff(old: str, new: str, path: str) -> str:

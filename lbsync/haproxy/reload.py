@@ -23,7 +23,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from lbsync.exceptions import HAProxyCheckFailed, HAProxyError, ReloadFailed
 from lbsync.haproxy.check import check_config
@@ -38,6 +38,7 @@ OUTPUT_TAIL = 20
 
 @dataclass(frozen=True)
 class ReloadResult:
+    """A reload that happened. PIDs are the current workers before/after (empty if unknown)."""
     ok: bool
     duration_s: float
     old_pids: Tuple[int, ...] = ()
@@ -46,6 +47,8 @@ class ReloadResult:
 
 
 class Reloader(Protocol):
+    """Anything that makes HAProxy load its config file; raises ReloadFailed when it did not."""
+
     def reload(self, reason: str) -> ReloadResult: ...
 
 
@@ -64,7 +67,7 @@ def parse_show_proc(text: str) -> ProcState:
     master = _MASTER.search(text)
     if master is None:
         raise HAProxyError(f"unexpected `show proc` answer: {text.strip()[:200]!r}")
-    sections = {"workers": [], "old workers": []}  # type: dict
+    sections: Dict[str, List[int]] = {"workers": [], "old workers": []}
     current: Optional[List[int]] = None
     for line in text.splitlines():
         if line.startswith("#"):

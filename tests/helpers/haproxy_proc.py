@@ -42,7 +42,7 @@ def unix_command(path: str, cmd: str, timeout: float = 5.0) -> str:
                     if not data:
                         return b"".join(chunks).decode()
                     chunks.append(data)
-        except (ConnectionRefusedError, FileNotFoundError):
+        except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.01)

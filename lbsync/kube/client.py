@@ -1,0 +1,136 @@
+"""ApiSource: one consistent-enough read of Services and their endpoints from the API server.
+
+Exists to keep a poll cheap and predictable: paged lists (`limit`/`continue`) served from the
+apiserver's cache (`resourceVersion=0` on the first page), a fixed number of requests per
+poll whatever the number of Services (given the page size), a restart when a continue token
+expires (410), and a remembered fall back to v1 Endpoints on clusters that do not serve or
+do not permit EndpointSlices.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from lbsync.exceptions import ApiForbidden, ApiGone, ApiNotFound
+from lbsync.kube.credentials import Credentials
+from lbsync.kube.transport import Transport
+from lbsync.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MAX_LIST_RESTARTS = 2  # after a 410 Gone on a continue token
+FALLBACK_TTL = 600.0  # seconds to keep using v1 Endpoints before trying EndpointSlices again
+
+# resource -> (path prefix, kind, apiVersion)
+SERVICES = ("/api/v1", "services", "Service", "v1")
+ENDPOINTS = ("/api/v1", "endpoints", "Endpoints", "v1")
+SLICES = ("/apis/discovery.k8s.io/v1", "endpointslices", "EndpointSlice", "discovery.k8s.io/v1")
+Resource = Tuple[str, str, str, str]
+
+
+class ApiSource:
+    """Reads a Snapshot from the API server on each fetch()."""
+
+    def __init__(self, credentials: Credentials, *, namespaces: Sequence[str] = (), selector: str = "",
+                 timeout: float = 10.0, page_size: int = 500, fallback_ttl: float = FALLBACK_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self.credentials = credentials
+        self.namespaces = tuple(namespaces)
+        self.selector = selector
+        self.page_size = page_size
+        self._transport = Transport(credentials, timeout=timeout)
+        self._fallback_ttl = fallback_ttl
+        self._clock = clock
+        self._fallback_until: Optional[float] = None
+
+    def __repr__(self) -> str:
+        return "ApiSource(%r, namespaces=%r, selector=%r)" % (self.credentials, self.namespaces, self.selector)
+
+    def __enter__(self) -> "ApiSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    @property
+    def endpoints_mode(self) -> str:
+        """"endpointslices", or "endpoints" while the fall back is remembered."""
+        if self._fallback_until is not None and self._clock() < self._fallback_until:
+            return "endpoints"
+        return "endpointslices"
+
+    def fetch(self) -> Snapshot:
+        """List Services, then their EndpointSlices (or v1 Endpoints); raises ApiError/CredentialsError."""
+        requests0, bytes0 = self._transport.requests, self._transport.bytes
+        services = self._list_all(SERVICES, self.selector)
+        wanted = {(_meta(s, "namespace"), _meta(s, "name")) for s in services}
+        slices: List[Dict[str, Any]] = []
+        endpoints: List[Dict[str, Any]] = []
+        if self.endpoints_mode == "endpointslices":
+            try:
+                slices = [s for s in self._list_all(SLICES) if _slice_owner(s) in wanted]
+            except (ApiNotFound, ApiForbidden) as e:
+                self._fallback_until = self._clock() + self._fallback_ttl
+                log.warning("EndpointSlices unavailable (HTTP %s), using v1 Endpoints for %gs: %s",
+                            e.status, self._fallback_ttl, e)
+        if self.endpoints_mode == "endpoints":
+            endpoints = [e for e in self._list_all(ENDPOINTS)
+                         if (_meta(e, "namespace"), _meta(e, "name")) in wanted]
+        return Snapshot(services=tuple(services), endpoint_slices=tuple(slices), endpoints=tuple(endpoints),
+                        requests=self._transport.requests - requests0, bytes=self._transport.bytes - bytes0)
+
+    def _list_all(self, resource: Resource, selector: str = "") -> List[Dict[str, Any]]:
+        """The resource cluster-wide, or in each configured namespace."""
+        items: List[Dict[str, Any]] = []
+        for namespace in self.namespaces or (None,):
+            items.extend(self._list(resource, namespace, selector))
+        return items
+
+    def _list(self, resource: Resource, namespace: Optional[str], selector: str) -> List[Dict[str, Any]]:
+        prefix, plural, kind, api_version = resource
+        path = "%s/namespaces/%s/%s" % (prefix, namespace, plural) if namespace else "%s/%s" % (prefix, plural)
+        for attempt in range(MAX_LIST_RESTARTS + 1):
+            try:
+                items = self._pages(path, selector)
+                break
+            except ApiGone:
+                if attempt == MAX_LIST_RESTARTS:
+                    raise
+                log.info("continue token expired while listing %s; restarting the list", path)
+        for item in items:  # list items carry no type; kubectl dumps do, keep both sources alike
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", api_version)
+        return items
+
+    def _pages(self, path: str, selector: str) -> List[Dict[str, Any]]:
+        """Every page of one list. The first page may come from the apiserver cache (RV=0),
+        which older servers answer whole, ignoring limit: then there is no continue token."""
+        base = {"limit": str(self.page_size)}
+        if selector:
+            base["labelSelector"] = selector
+        params = dict(base, resourceVersion="0")
+        items: List[Dict[str, Any]] = []
+        while True:
+            doc = self._transport.get_list(path, params)
+            items.extend(doc.get("items") or [])
+            token = (doc.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params = dict(base, **{"continue": str(token)})  # no resourceVersion with continue
+
+
+def _meta(obj: Dict[str, Any], key: str) -> str:
+    return str((obj.get("metadata") or {}).get(key) or "")
+
+
+def _slice_owner(obj: Dict[str, Any]) -> Tuple[str, str]:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return _meta(obj, "namespace"), str(labels.get(SERVICE_NAME_LABEL, ""))
+

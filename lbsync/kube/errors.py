@@ -1,0 +1,120 @@
+"""Turn what the API server (or the network) did into one typed, actionable ApiError.
+
+Exists so the one line the CLI prints says what failed (URL without query, HTTP status, the
+Status body's own message) and what to do about it (check the token, grant a permission,
+wait for an overloaded server, fix the CA).
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Dict, Optional, Type
+
+import requests
+
+from lbsync.exceptions import (ApiError, ApiForbidden, ApiGone, ApiMalformed, ApiNotFound,
+                               ApiServerError, ApiTooManyRequests, ApiUnauthorized, ApiUnreachable)
+
+BY_STATUS: Dict[int, Type[ApiError]] = {401: ApiUnauthorized, 403: ApiForbidden, 404: ApiNotFound,
+                                        410: ApiGone, 429: ApiTooManyRequests}
+_FORBIDDEN = re.compile(r'cannot (\S+) resource "([^"]+)" in API group "([^"]*)"'
+                        r'(?: in the namespace "([^"]+)"| at the cluster scope)?')
+
+
+def snippet(body: bytes, limit: int = 120) -> str:
+    """The first bytes of a body, printable and bounded."""
+    text = body[:limit].decode("utf-8", "replace")
+    return repr(text + ("..." if len(body) > limit else ""))
+
+
+def status_body(resp: requests.Response) -> Optional[Dict[str, Any]]:
+    """The metav1.Status object in an error answer, if there is one."""
+    try:
+        doc = json.loads(resp.content)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and doc.get("kind") == "Status" else None
+
+
+def retry_after(resp: requests.Response) -> Optional[float]:
+    try:
+        return float(resp.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+def _forbidden_advice(message: str, details: Dict[str, Any]) -> str:
+    m = _FORBIDDEN.search(message)
+    if m:
+        verb, resource, group, namespace = m.groups()
+    else:
+        verb, resource, group, namespace = "list", details.get("kind", "?"), details.get("group", ""), None
+    scope = 'in namespace "%s" (Role or ClusterRole + RoleBinding)' % namespace if namespace else \
+        "at the cluster scope (ClusterRole + ClusterRoleBinding)"
+    return ('missing permission: %s %s (API group "%s") %s; add apiGroups ["%s"], resources ["%s"], '
+            'verbs ["%s"] to the ClusterRole bound to lbsync' % (verb, resource, group, scope, group,
+                                                                  resource, verb))
+
+
+def _advice(status: int, body: Dict[str, Any], resp: requests.Response) -> str:
+    if status == 401:
+        return "check your credentials (token expired or revoked?)"
+    if status == 403:
+        return _forbidden_advice(str(body.get("message", "")), body.get("details") or {})
+    if status == 404:
+        return "the API server does not serve this resource"
+    if status == 410:
+        return "the list's continue token expired; restart the list"
+    if status == 429 or status >= 500:
+        after = retry_after(resp)
+        return "API server overloaded or failing" + (" (Retry-After %gs)" % after if after is not None else "")
+    return ""
+
+
+def from_response(resp: requests.Response, url: str) -> ApiError:
+    """The ApiError subclass for a non-200 answer, carrying the Status message and advice."""
+    status = resp.status_code
+    body = status_body(resp) or {}
+    reason = str(body.get("reason") or "")
+    message = str(body.get("message") or "") or "%s, body %s" % (resp.reason or "no reason", snippet(resp.content))
+    cls = BY_STATUS.get(status) or (ApiServerError if status >= 500 else ApiError)
+    advice = _advice(status, body, resp)
+    text = "GET %s: HTTP %d%s: %s%s" % (url, status, " " + reason if reason else "", message,
+                                        "; " + advice if advice else "")
+    err = cls(text, url=url, status=status, reason=reason)
+    err.retry_after = retry_after(resp)  # type: ignore[attr-defined]
+    return err
+
+
+def parse_list(resp: requests.Response, url: str) -> Dict[str, Any]:
+    """The decoded List object of a 200 answer, or ApiMalformed."""
+    try:
+        doc = json.loads(resp.content)
+    except ValueError as e:
+        raise ApiMalformed("GET %s: HTTP %d answer is not JSON (Content-Type %s): %s" % (
+            url, resp.status_code, resp.headers.get("Content-Type", "none"), snippet(resp.content)),
+            url=url, status=resp.status_code) from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("items") or [], list):
+        raise ApiMalformed("GET %s: answer is JSON but not a List object: %s" % (url, snippet(resp.content)),
+                           url=url, status=resp.status_code)
+    return doc
+
+
+def from_exception(exc: requests.RequestException, url: str, timeout: float) -> ApiError:
+    """An ApiUnreachable (or ApiMalformed for a body cut short) for a failed exchange."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "hostname" in text:
+            why = "TLS verification failed (wrong CA?)"
+        else:
+            why = "TLS handshake failed"
+        return ApiUnreachable("GET %s: %s: %s" % (url, why, _short(text)), url=url)
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return ApiMalformed("GET %s: answer body truncated or corrupt: %s" % (url, _short(text)), url=url)
+    if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
+        return ApiUnreachable("GET %s: no answer within %gs (timeout)" % (url, timeout), url=url)
+    return ApiUnreachable("GET %s: cannot connect: %s" % (url, _short(text)), url=url)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,92 @@
+"""One keep-alive HTTP(S) session to the API server: TLS trust, auth headers, timeouts.
+
+Exists so ApiSource only deals in paths and JSON. Counts every request and response byte,
+turns every failure into an ApiError, and after a 401 refreshes rotating credentials (token
+file, exec plugin) and retries once.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Optional, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from lbsync import __version__
+from lbsync.kube import errors
+from lbsync.kube.credentials import Credentials
+
+USER_AGENT = "lbsync/%s" % __version__
+
+
+class _ServerNameAdapter(HTTPAdapter):
+    """Verify (and send SNI for) `tls-server-name` instead of the host in the URL."""
+
+    def __init__(self, server_name: str) -> None:
+        self._server_name = server_name
+        super().__init__()
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kw: Any) -> None:
+        kw.update(server_hostname=self._server_name, assert_hostname=self._server_name)
+        super().init_poolmanager(connections, maxsize, block, **kw)
+
+
+class Transport:
+    """GETs JSON from the API server; `requests` / `bytes` count what it cost."""
+
+    def __init__(self, credentials: Credentials, *, timeout: float = 10.0) -> None:
+        self.credentials = credentials
+        self.timeout = timeout
+        self.requests = 0
+        self.bytes = 0
+        self.session = requests.Session()
+        # Not trust_env: REQUESTS_CA_BUNDLE would replace our CA and ~/.netrc our token.
+        self.session.trust_env = False
+        self.session.proxies = requests.utils.get_environ_proxies(credentials.server)
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        if credentials.tls_server_name and credentials.server.startswith("https://"):
+            self.session.mount("https://", _ServerNameAdapter(credentials.tls_server_name))
+        self._verify: Union[bool, str] = False if credentials.insecure else (credentials.ca_file or True)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def display_url(self, path: str) -> str:
+        """The URL for messages: no userinfo, no query string."""
+        parts = urlsplit(self.credentials.server + path)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = "[%s]" % host
+        netloc = host + (":%d" % parts.port if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+    def get_list(self, path: str, params: Dict[str, str]) -> Dict[str, Any]:
+        """GET a List; raises the matching ApiError subclass on any failure."""
+        url = self.display_url(path)
+        resp = self._get(path, params, url)
+        if resp.status_code == 401 and self.credentials.refresh():
+            resp = self._get(path, params, url)
+        if resp.status_code != 200:
+            raise errors.from_response(resp, url)
+        return errors.parse_list(resp, url)
+
+    def _get(self, path: str, params: Dict[str, str], url: str) -> requests.Response:
+        headers = {}
+        token = self.credentials.token()
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        cert: Optional[Tuple[str, str]] = self.credentials.cert()
+        self.requests += 1
+        try:
+            with warnings.catch_warnings():
+                if self._verify is False:  # the user chose insecure-skip-tls-verify; once is enough
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                resp = self.session.get(self.credentials.server + path, params=params, headers=headers,
+                                        timeout=(self.timeout, self.timeout), verify=self._verify,
+                                        cert=cert, allow_redirects=False)
+        except requests.RequestException as e:
+            raise errors.from_exception(e, url, self.timeout) from e
+        self.bytes += len(resp.content)
+        return resp
