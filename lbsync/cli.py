@@ -44,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.once or args.dry_run:
             return _once(settings, dry_run=args.dry_run)
         from lbsync import daemon
-        return daemon.run(settings, config_file=args.config)
+        return daemon.run(settings, config_file=args.config, args=args)
     except LbsyncError as e:
         logs.get("lbsync").error("sync.failed", error=str(e), kind=type(e).__name__)
         print(f"lbsync: error: {e}", file=sys.stderr)

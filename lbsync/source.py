@@ -27,11 +27,12 @@ class FileSource:
 
     def fetch(self) -> Snapshot:
         found: Dict[str, List[dict]] = {v: [] for v in _KINDS.values()}
-        for path in _files(self.path):
+        files = _files(self.path)
+        for path in files:
             for obj in _objects(path):
                 found[_KINDS[obj["kind"]]].append(obj)
         return Snapshot(services=tuple(found["services"]), endpoint_slices=tuple(found["endpoint_slices"]),
-                        endpoints=tuple(found["endpoints"]))
+                        endpoints=tuple(found["endpoints"]), version=_version(files))
 
     def describe(self) -> str:
         return f"file {self.path}"
@@ -44,6 +45,18 @@ def _files(path: str) -> List[str]:
     if not os.path.exists(path):
         raise SourceFileError(f"source {path}: no such file or directory")
     return [path]
+
+
+def _version(files: List[str]) -> str:
+    """Changes when any file changes: names, sizes and modification times (ns)."""
+    parts = []
+    for path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
 
 
 def _objects(path: str) -> Iterator[dict]:

@@ -137,16 +137,34 @@ class Syncer:
         self.options = options_from(settings)
         self.layout: Optional[slots.Layout] = None  # what the running HAProxy has, once known
         self._seen: Optional[Tuple[str, str]] = None  # (snapshot version, live text) of the last pass
+        self.reload_pending = False  # the file is ahead of the running HAProxy
 
     def run(self, *, dry_run: bool = False, reason: str = "poll", allow_reload: bool = True) -> Result:
-        plan = self.plan()
-        if plan is None:
-            return Result(changed=False, skipped_render=True)
-        if not plan.changed or dry_run:
-            if not plan.changed:
-                self._settled(plan)
+        return self.run_plan(self.plan(), dry_run=dry_run, reason=reason, allow_reload=allow_reload)
+
+    def run_plan(self, plan: Optional[Plan], *, dry_run: bool = False, reason: str = "poll",
+                 allow_reload: bool = True) -> Result:
+        if dry_run:
+            assert plan is not None, "a dry run always renders"
             return plan.result(diff=unified_diff(plan.live, plan.text, self.path) if plan.changed else "")
+        if plan is None:
+            return Result(changed=False, skipped_render=True, reloaded=self._retry_reload(reason, allow_reload))
+        if not plan.changed:
+            self._settled(plan)
+            return plan.result(reloaded=self._retry_reload(reason, allow_reload))
         return self.apply(plan, reason=reason, allow_reload=allow_reload)
+
+    def refresh_renderer(self) -> None:
+        """Re-read the template and error pages (they changed on disk)."""
+        self.renderer = render.Renderer(frame_from(self.settings), template=self.settings.template,
+                                        errors_dir=self.settings.errors_dir)
+        self._seen = None
+
+    def _retry_reload(self, reason: str, allow_reload: bool) -> bool:
+        """The file is right but HAProxy may not run it (a reload failed, a cert changed)."""
+        if not self.reload_pending or not allow_reload:
+            return False
+        return self._reload(reason + "; reload pending")
 
     def plan(self) -> Optional[Plan]:
         """Fetch and render; None when the cluster and the live file are as last time."""
@@ -196,7 +214,10 @@ class Syncer:
     def _reload(self, reason: str) -> bool:
         if self.reloader is None:
             return False
+        self.reload_pending = True
+        self.layout = None  # unknown until the new worker runs the file
         result = self.reloader.reload(reason)
+        self.reload_pending = False
         if self.runtime is not None and result.new_pids:
             # commands sent right after a reload can still reach the old worker
             self.runtime.wait_for_worker(result.new_pids, timeout=self.settings.reload_timeout)

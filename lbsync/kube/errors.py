@@ -17,6 +17,7 @@ from lbsync.exceptions import (ApiError, ApiForbidden, ApiGone, ApiMalformed, Ap
 
 BY_STATUS: Dict[int, Type[ApiError]] = {401: ApiUnauthorized, 403: ApiForbidden, 404: ApiNotFound,
                                         410: ApiGone, 429: ApiTooManyRequests}
+_QUERY = re.compile(r"(/[^\s?]*)\?[^\s)'\"]*")
 _FORBIDDEN = re.compile(r'cannot (\S+) resource "([^"]+)" in API group "([^"]*)"'
                         r'(?: in the namespace "([^"]+)"| at the cluster scope)?')
 
@@ -102,9 +103,11 @@ def parse_list(resp: requests.Response, url: str) -> Dict[str, Any]:
 
 def from_exception(exc: requests.RequestException, url: str, timeout: float) -> ApiError:
     """An ApiUnreachable (or ApiMalformed for a body cut short) for a failed exchange."""
-    text = str(exc)
+    text = _QUERY.sub(r"\1", str(exc))  # continue tokens and selectors stay out of messages
     if isinstance(exc, requests.exceptions.SSLError):
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "hostname" in text:
+        if "hostname" in text and "match" in text:
+            why = "TLS verification failed (server certificate does not match the host name; tls-server-name?)"
+        elif "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             why = "TLS verification failed (wrong CA?)"
         else:
             why = "TLS handshake failed"

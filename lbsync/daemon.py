@@ -1,0 +1,211 @@
+"""The long-running loop: poll, batch, apply, back off; signals, file watching, health.
+
+Syncs run in one worker thread; the main thread only waits for signals, so SIGTERM
+stops lbsync within a second even while a poll is waiting on a slow API server (an
+interrupted pass never leaves a half-written config: files are renamed into place).
+A failed pass never writes anything: HAProxy keeps serving the last good config.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Callable, List, Optional
+
+from lbsync import logs, metrics as metrics_mod, settings as settings_mod, sync
+from lbsync.exceptions import ApiError, LbsyncError, ReloadFailed, RuntimeApiError, SettingsError
+
+log = logs.get("lbsync.daemon")
+STOP_GRACE = 0.8  # seconds the worker gets to finish after SIGTERM
+
+
+class Daemon:
+    def __init__(self, settings: settings_mod.Settings, *, config_file: Optional[str] = None,
+                 syncer_factory: Callable[..., sync.Syncer] = sync.Syncer) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        self.syncer_factory = syncer_factory
+        self.syncer = syncer_factory(settings)
+        self.metrics = metrics_mod.Metrics()
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.reasons: List[str] = []  # why the next pass runs early (signal, file change)
+        self.failures = 0
+        self.last_error = ""
+        self.last_reload = 0.0
+        self.notified = False
+        self.reported: set = set()
+
+    # --- the loop -----------------------------------------------------------------
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            delay = self.tick()
+            self.wake.wait(delay)
+            self.wake.clear()
+
+    def tick(self) -> float:
+        """One pass; returns the seconds until the next one."""
+        reason = ", ".join(self.reasons) or "poll"
+        self.reasons = []
+        try:
+            self._maybe_reload_settings(reason)
+            result = self._pass(reason)
+        except LbsyncError as e:
+            return self._failed(e)
+        self._succeeded(result)
+        if result.reason.startswith("deferred"):
+            return max(0.05, self.settings.min_reload_interval - (time.monotonic() - self.last_reload))
+        return self.settings.interval
+
+    def _pass(self, reason: str) -> sync.Result:
+        plan = self.syncer.plan()
+        if plan is not None and plan.changed and plan.structural:
+            plan = self._settle_burst(plan)
+        allow = time.monotonic() - self.last_reload >= self.settings.min_reload_interval
+        result = self.syncer.run_plan(plan, reason=reason, allow_reload=allow)
+        if result.reloaded:
+            self.last_reload = time.monotonic()
+        return result
+
+    def _settle_burst(self, plan: "sync.Plan") -> Optional["sync.Plan"]:
+        """A reload is coming: wait for a quiet period (at most batch_max_wait) to batch a burst."""
+        deadline = time.monotonic() + self.settings.batch_max_wait
+        while self.settings.batch_quiet > 0 and time.monotonic() < deadline:
+            if self.stop.wait(self.settings.batch_quiet):
+                return None
+            again = self.syncer.plan()
+            if again is None or again.text == plan.text:
+                return plan if again is not None else None
+            plan = again
+        return plan
+
+    def _succeeded(self, result: sync.Result) -> None:
+        m = self.metrics
+        if self.failures:
+            log.info("sync.recovered", after_failures=self.failures)
+        self.failures, self.last_error = 0, ""
+        outcome = ("deferred" if result.reason.startswith("deferred") else
+                   "changed" if result.written else "unchanged")
+        m.inc("lbsync_syncs_total", result=outcome)
+        m.inc("lbsync_api_requests_total", result.api_requests)
+        m.inc("lbsync_api_bytes_total", result.api_bytes)
+        if result.reloaded:
+            m.inc("lbsync_reloads_total", result="success")
+        if result.runtime_updates:
+            m.inc("lbsync_runtime_updates_total", result.runtime_updates, result="success")
+        if not result.skipped_render:
+            m.set("lbsync_backends", result.backends)
+            m.set("lbsync_servers", result.servers)
+            m.set("lbsync_problems", len(result.problems))
+        m.success(result.duration_s)
+        if not result.skipped_render:
+            self._report_problems(result)
+        if result.written or result.reloaded:
+            log.info("config.applied", reloaded=result.reloaded, runtime_updates=result.runtime_updates,
+                     backends=result.backends, servers=result.servers, reason=result.reason,
+                     duration_s=round(result.duration_s, 4))
+        if not self.notified:
+            self.notified = notify("READY=1\nSTATUS=first sync done")
+
+    def _failed(self, e: LbsyncError) -> float:
+        self.failures += 1
+        self.metrics.failure()
+        self.metrics.inc("lbsync_syncs_total", result="failed")
+        if isinstance(e, ApiError):
+            self.metrics.inc("lbsync_api_errors_total", status=metrics_mod.status_label(e.status))
+        if isinstance(e, ReloadFailed):
+            self.metrics.inc("lbsync_reloads_total", result="failure")
+        if isinstance(e, RuntimeApiError):
+            self.metrics.inc("lbsync_runtime_updates_total", result="failure")
+        key = f"{type(e).__name__}: {e}"
+        if key != self.last_error:  # once per state change, not once per retry
+            log.error("sync.failed", error=str(e), kind=type(e).__name__, failures=self.failures,
+                      action="keeping the live config; retrying with backoff")
+            self.last_error = key
+        return min(2.0 ** (self.failures - 1), max(self.settings.interval, 10.0))
+
+    def _maybe_reload_settings(self, reason: str) -> None:
+        if "SIGHUP" not in reason:
+            return
+        new = settings_mod.load(config_file=self.config_file, args=self._args) if self.config_file \
+            else self.settings
+        old_layout = self.syncer.layout
+        self.settings = new
+        self.syncer = self.syncer_factory(new)
+        self.syncer.layout = old_layout
+        log.info("settings.reloaded", config_file=self.config_file)
+
+    _args = None  # the command-line flags, re-applied over a re-read settings file
+
+    def _report_problems(self, result: sync.Result) -> None:
+        """Each problem is logged once, when it appears; not again at every pass."""
+        current = set(result.problems)
+        for p in result.problems:
+            if p not in self.reported:
+                (log.warning if p.level == "warning" else log.info)(
+                    "service.problem", namespace=p.namespace, service=p.service,
+                    annotation=p.annotation or None, reason=p.reason)
+        self.reported = current
+
+    # --- outside events ---------------------------------------------------------------
+    def trigger(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.wake.set()
+
+    def files_changed(self, paths: List[str]) -> None:
+        cert = self.settings.tls_cert
+        if cert and any(os.path.abspath(p).startswith(os.path.abspath(cert)) for p in paths):
+            self.syncer.reload_pending = True  # same config text, new certificate: HAProxy must reload
+        self.syncer.refresh_renderer()
+        self.trigger("files changed")
+
+    def request_stop(self, *_: object) -> None:
+        self.stop.set()
+        self.wake.set()
+
+
+def run(settings: settings_mod.Settings, *, config_file: Optional[str] = None, args=None) -> int:
+    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+    daemon = Daemon(settings, config_file=config_file)
+    daemon._args = args
+    signal.signal(signal.SIGTERM, daemon.request_stop)
+    signal.signal(signal.SIGINT, daemon.request_stop)
+    signal.signal(signal.SIGHUP, lambda *_: daemon.trigger("SIGHUP"))
+    server = metrics_mod.serve(daemon.metrics, settings.metrics_bind) if settings.metrics_bind else None
+    from lbsync import watch
+    observer = watch.start(watch.paths_of(settings, daemon.syncer), daemon.files_changed)
+    worker = threading.Thread(target=daemon.loop, name="sync-loop", daemon=True)
+    log.info("daemon.started", interval=settings.interval, config=settings.haproxy_config,
+             source=settings.source or "kubernetes-api")
+    worker.start()
+    while not daemon.stop.wait(0.2) and worker.is_alive():
+        pass
+    worker.join(STOP_GRACE)
+    if observer is not None:
+        observer.stop()
+    if server is not None:
+        server.shutdown()
+    notify("STOPPING=1")
+    log.info("daemon.stopped")
+    return 0
+
+
+def notify(message: str) -> bool:
+    """sd_notify: tell systemd (Type=notify) we are ready; a no-op outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(message.encode(), address)
+        return True
+    except OSError as e:
+        log.warning("systemd.notify_failed", error=str(e))
+        return False
+
+
+__all__ = ["Daemon", "SettingsError", "notify", "run"]
