@@ -8,6 +8,7 @@ otherwise. A dry run takes the same path and stops before the first write.
 from __future__ import annotations
 
 import difflib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
@@ -214,6 +215,11 @@ class Syncer:
     def _reload(self, reason: str) -> bool:
         if self.reloader is None:
             return False
+        if not self._haproxy_running():
+            # e.g. an init container rendering the first config: HAProxy will read the file at start
+            log.info("haproxy.not_running", action="config written; nothing to reload")
+            self.reload_pending = False
+            return False
         self.reload_pending = True
         self.layout = None  # unknown until the new worker runs the file
         result = self.reloader.reload(reason)
@@ -222,6 +228,14 @@ class Syncer:
             # commands sent right after a reload can still reach the old worker
             self.runtime.wait_for_worker(result.new_pids, timeout=self.settings.reload_timeout)
         return True
+
+    def _haproxy_running(self) -> bool:
+        s = self.settings
+        if s.master_socket:
+            return os.path.exists(s.master_socket)
+        if s.pidfile:
+            return os.path.exists(s.pidfile)
+        return True  # a reload command knows better
 
     def _runtime_update(self, plan: Plan) -> Optional[int]:
         """Apply slot changes over the Runtime API; None (caller reloads) if HAProxy disagrees."""
