@@ -32,11 +32,12 @@ class ApiError(SourceError):
     """
 
     def __init__(self, message: str, *, url: str = "", status: Optional[int] = None,
-                 reason: str = "") -> None:
+                 reason: str = "", retry_after: Optional[float] = None) -> None:
         super().__init__(message)
         self.url = url
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after  # seconds, from a Retry-After header (429/503)
 
 
 class ApiUnreachable(ApiError):

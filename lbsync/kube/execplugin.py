@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -19,16 +20,15 @@ from lbsync.exceptions import CredentialsError
 from lbsync.kube.auth import Auth, CertPair, private_file
 
 API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
+_FRACTION = re.compile(r"\.(\d+)")
 EXPIRY_SKEW = 10.0  # seconds: re-run a little before the token actually expires
 
 
 def parse_timestamp(value: str) -> float:
     """RFC 3339 (`2024-01-02T03:04:05Z`, fractions, offsets) to a POSIX time; 3.9-compatible."""
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    if "." in text:  # fromisoformat on 3.9/3.10 wants exactly 3 or 6 fraction digits
-        head, rest = text.split(".", 1)
-        digits = "".join(c for c in rest if c.isdigit())
-        text = head + "." + (digits + "000000")[:6] + rest[len(digits):]
+    # fromisoformat on 3.9/3.10 wants exactly 3 or 6 fraction digits
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text)
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)

@@ -19,6 +19,9 @@ PortSpec = Union[int, Sequence[Any], Dict[str, Any]]
 EndpointSpec = Union[str, Dict[str, Any]]
 
 
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
 def timestamp(when: Optional[float] = None) -> str:
     """RFC 3339 in UTC with second precision, like metadata.creationTimestamp."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
@@ -26,9 +29,8 @@ def timestamp(when: Optional[float] = None) -> str:
 
 def short_hash(*parts: str, length: int = 5) -> str:
     """Deterministic lowercase suffix, like the random ones generateName produces."""
-    digest = hashlib.sha1("/".join(parts).encode()).hexdigest()
-    alphabet = "bcdfghjklmnpqrstvwxz2456789"
-    return "".join(alphabet[int(digest[i * 2:i * 2 + 2], 16) % len(alphabet)] for i in range(length))
+    digest = hashlib.sha1("/".join(parts).encode()).digest()
+    return "".join([_ALPHABET[b % 27] for b in digest[:length]])
 
 
 def service_ports(ports: Iterable[PortSpec]) -> List[Dict[str, Any]]:
@@ -60,19 +62,22 @@ def service(name: str, namespace: str = "default", ports: Iterable[PortSpec] = (
     """A v1 Service (without server-set uid/resourceVersion; the store stamps those)."""
     spec: Dict[str, Any] = {
         "ports": service_ports(ports),
-        "selector": dict(selector) if selector is not None else {"app": name},
         "type": type,
         "sessionAffinity": "None",
         "ipFamilies": ["IPv4"],
         "ipFamilyPolicy": "SingleStack",
         "internalTrafficPolicy": "Cluster",
     }
+    selector = {"app": name} if selector is None else dict(selector)
+    if selector:  # the apiserver omits an empty selector (Services with manual endpoints)
+        spec["selector"] = selector
     if cluster_ip:  # otherwise the store allocates one, like the apiserver's IP allocator
         spec["clusterIP"], spec["clusterIPs"] = cluster_ip, [cluster_ip]
     if type in ("NodePort", "LoadBalancer"):
         spec["externalTrafficPolicy"] = "Cluster"
         for i, port in enumerate(spec["ports"]):
-            port["nodePort"] = (node_ports or {}).get(port["port"], 30000 + (int(short_hash(name, str(i), length=4), 36) % 2767))
+            default = 30000 + int(short_hash(name, str(i), length=4), 36) % 2767
+            port["nodePort"] = (node_ports or {}).get(port["port"], default)
     meta: Dict[str, Any] = {"name": name, "namespace": namespace}
     if labels:
         meta["labels"] = dict(labels)
@@ -115,7 +120,8 @@ def _target_ref(namespace: str, item: Dict[str, Any]) -> Dict[str, Any]:
 def uid_for(*parts: str) -> str:
     """A stable UUID-shaped uid derived from the object's identity."""
     h = hashlib.md5("/".join(parts).encode()).hexdigest()
-    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:32])
+    variant = "89ab"[int(h[16], 16) % 4]
+    return "%s-%s-4%s-%s%s-%s" % (h[:8], h[8:12], h[13:16], variant, h[17:20], h[20:32])
 
 
 def endpoint_ports(svc: Dict[str, Any]) -> List[Dict[str, Any]]:

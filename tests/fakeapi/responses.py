@@ -53,7 +53,6 @@ def _resource(name: str, singular: str, kind: str, namespaced: bool = True,
         doc["shortNames"] = short
     if categories:
         doc["categories"] = categories
-    doc["storageVersionHash"] = kind[:6].lower() + "Hash="
     return doc
 
 

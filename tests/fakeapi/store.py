@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from tests.fakeapi.objects import timestamp, uid_for
+from tests.fakeapi.objects import SERVICE_NAME_LABEL, timestamp, uid_for
 
 Key = Tuple[str, str]  # (namespace, name)
 
@@ -25,6 +25,15 @@ LIST_KINDS = {
     "endpointslices": ("EndpointSliceList", "discovery.k8s.io/v1", "EndpointSlice"),
 }
 KEEP_SNAPSHOTS = 64
+_META_ORDER = ("name", "generateName", "namespace", "uid", "resourceVersion", "generation",
+               "creationTimestamp", "deletionTimestamp", "labels", "annotations", "ownerReferences")
+
+
+def _ordered_meta(meta: Dict[str, Any]) -> Dict[str, Any]:
+    """metadata keys in the order the apiserver prints them."""
+    out = {k: meta[k] for k in _META_ORDER if k in meta}
+    out.update((k, v) for k, v in meta.items() if k not in out)
+    return out
 
 
 class ExpiredToken(Exception):
@@ -62,6 +71,7 @@ class Store:
         self._objects: Dict[str, Dict[Key, Entry]] = {r: {} for r in LIST_KINDS}
         self._snapshots: "OrderedDict[Tuple[str, int], Tuple[List[Key], List[Entry]]]" = OrderedDict()
         self._next_ip = 10
+        self._slice_index: Dict[Key, set] = {}  # (namespace, service) -> slice names
 
     # -- writes ---------------------------------------------------------------------------
     def put(self, resource: str, obj: Dict[str, Any]) -> Dict[str, Any]:
@@ -79,8 +89,10 @@ class Store:
             meta["resourceVersion"] = str(self.rv)
             if resource == "services":
                 self._allocate_cluster_ip(obj)
-            if resource == "endpointslices" and "generation" not in meta:
-                meta["generation"] = 1
+            if resource == "endpointslices":
+                meta.setdefault("generation", 1)
+                self._index_slice(key, meta, old)
+            obj["metadata"] = meta = _ordered_meta(meta)
             listed = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
             blob = json.dumps(listed, separators=(",", ":")).encode()
             self._objects[resource][key] = Entry(key, dict(meta.get("labels") or {}), obj, blob)
@@ -88,10 +100,24 @@ class Store:
 
     def delete(self, resource: str, namespace: str, name: str) -> bool:
         with self.lock:
-            if self._objects[resource].pop((namespace, name), None) is None:
+            entry = self._objects[resource].pop((namespace, name), None)
+            if entry is None:
                 return False
+            if resource == "endpointslices":
+                self._slice_index.get((namespace, entry.labels.get(SERVICE_NAME_LABEL, "")), set()).discard(name)
             self.rv += 1
             return True
+
+    def _index_slice(self, key: Key, meta: Dict[str, Any], old: Optional[Entry]) -> None:
+        if old is not None:
+            self._slice_index.get((key[0], old.labels.get(SERVICE_NAME_LABEL, "")), set()).discard(key[1])
+        service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL, "")
+        self._slice_index.setdefault((key[0], service), set()).add(key[1])
+
+    def slice_names(self, namespace: str, service: str) -> List[str]:
+        """Names of the EndpointSlices labelled for a Service."""
+        with self.lock:
+            return sorted(self._slice_index.get((namespace, service), ()))
 
     def _allocate_cluster_ip(self, obj: Dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})

@@ -1,0 +1,83 @@
+"""The real kubectl accepts the fake API: discovery, lists, TLS, bearer token and client cert.
+
+If kubectl can read the fake, the fake's JSON is shaped like the real API's, which is what
+makes the ApiSource tests against it worth anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import List
+
+import pytest
+import yaml
+
+from tests.fakeapi.fixtures import fake_api_tls, fake_tls_material  # noqa: F401
+from tests.fakeapi.samples import wso2_cluster
+
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not os.access(KUBECTL, os.X_OK), reason="kubectl not installed")]
+
+
+@pytest.fixture
+def kubectl(fake_api_tls, tmp_path):  # noqa: F811
+    wso2_cluster(fake_api_tls)
+    kubeconfig = fake_api_tls.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}  # no cache, no other config
+
+    def run(*args: str, config: str = kubeconfig) -> str:
+        argv: List[str] = [KUBECTL, "--kubeconfig", config, "--request-timeout", "10s", *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    return run
+
+
+def test_get_yaml(kubectl):
+    doc = yaml.safe_load(kubectl("get", "services,endpointslices", "-A", "-o", "yaml"))
+    assert doc["kind"] == "List"
+    kinds = {(i["kind"], i["metadata"]["namespace"], i["metadata"]["name"]) for i in doc["items"]}
+    assert ("Service", "wso2", "wso2am") in kinds and ("Service", "default", "kubernetes") in kinds
+    slices = [i for i in doc["items"] if i["kind"] == "EndpointSlice"]
+    assert len(slices) == 5 and all(s["apiVersion"] == "discovery.k8s.io/v1" for s in slices)
+    am = next(i for i in doc["items"] if i["kind"] == "Service" and i["metadata"]["name"] == "wso2am")
+    assert [p["port"] for p in am["spec"]["ports"]] == [9443, 9763, 8243, 8280, 7611, 7711]
+
+
+def test_get_json_with_short_names(kubectl):
+    doc = json.loads(kubectl("get", "svc,ep", "-n", "wso2", "-o", "json"))
+    items = {(i["kind"], i["metadata"]["name"]) for i in doc["items"]}
+    assert ("Endpoints", "wso2am") in items and ("Service", "wso2am-mysql") in items
+    ep = next(i for i in doc["items"] if i["kind"] == "Endpoints" and i["metadata"]["name"] == "wso2am")
+    assert len(ep["subsets"][0]["notReadyAddresses"]) == 1
+
+
+def test_get_endpoints_table(kubectl):
+    out = kubectl("get", "endpoints", "-A")
+    for name in ("kubernetes", "kube-dns", "wso2am", "wso2am-mysql"):
+        assert name in out
+
+
+def test_selector_and_single_object(kubectl):
+    out = kubectl("get", "services", "-A", "-l", "app in (wso2am,wso2am-mysql)", "-o", "name")
+    assert sorted(out.split()) == ["service/wso2am", "service/wso2am-mysql"]
+    doc = yaml.safe_load(kubectl("get", "service", "wso2am", "-n", "wso2", "-o", "yaml"))
+    assert doc["kind"] == "Service" and doc["spec"]["type"] == "NodePort"
+
+
+def test_paging_with_chunk_size(fake_api_tls, kubectl):  # noqa: F811
+    fake_api_tls.populate(25, 1, namespaces=["bench"])
+    fake_api_tls.reset_counters()
+    out = kubectl("get", "services", "-n", "bench", "--chunk-size", "10", "-o", "name")
+    assert len(out.split()) == 25
+    assert fake_api_tls.request_count("/api/v1/namespaces/bench/services") == 3
+
+
+def test_client_certificate(fake_api_tls, kubectl, tmp_path):  # noqa: F811
+    config = fake_api_tls.write_kubeconfig(str(tmp_path / "cert-kubeconfig"), auth="cert", inline=True)
+    assert "wso2am" in kubectl("get", "svc", "-n", "wso2", "-o", "name", config=config)
+    assert fake_api_tls.requests[-1].user == "lbsync-client"
