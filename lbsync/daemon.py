@@ -54,6 +54,9 @@ class Daemon:
             result = self._pass(reason)
         except LbsyncError as e:
             return self._failed(e)
+        except Exception as e:  # noqa: BLE001 - a bug must not stop the load balancer's updates
+            log.exception("sync.crashed", error=repr(e))
+            return self._failed(LbsyncError(f"internal error: {e!r}"))
         self._succeeded(result)
         if result.reason.startswith("deferred"):
             return max(0.05, self.settings.min_reload_interval - (time.monotonic() - self.last_reload))
@@ -124,7 +127,9 @@ class Daemon:
             log.error("sync.failed", error=str(e), kind=type(e).__name__, failures=self.failures,
                       action="keeping the live config; retrying with backoff")
             self.last_error = key
-        return min(2.0 ** (self.failures - 1), max(self.settings.interval, 10.0))
+        delay = min(2.0 ** (self.failures - 1), max(self.settings.interval, 10.0))
+        retry_after = getattr(e, "retry_after", None)
+        return max(delay, min(float(retry_after), 300.0)) if retry_after else delay
 
     def _maybe_reload_settings(self, reason: str) -> None:
         if "SIGHUP" not in reason:

@@ -216,3 +216,36 @@ def test_new_service_under_load_reloads_exactly_once(rig, keep_alive):
         assert load.failures == []
     else:
         assert len(load.failures) <= 8, load.failures[:5]
+
+
+def test_scaling_one_to_three_and_back_is_followed_within_interval_plus_one_second(rig):
+    rig.set_pods(["127.0.0.2"])
+    with LbsyncProcess([*rig.args(), "--interval", "1"]) as lb:
+        lb.event("daemon.started")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not _only(rig, {"127.0.0.2"}):
+            time.sleep(0.1)
+        assert _only(rig, {"127.0.0.2"})
+        changed = time.monotonic()
+        rig.set_pods(["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+        while not _only(rig, {"127.0.0.2", "127.0.0.3", "127.0.0.4"}):
+            assert time.monotonic() - changed < 2.0, "scale-up not followed within interval + 1 s"
+        changed = time.monotonic()
+        rig.set_pods(["127.0.0.3"])
+        while not _only(rig, {"127.0.0.3"}):
+            assert time.monotonic() - changed < 2.0, "scale-down not followed within interval + 1 s"
+
+
+def _only(rig, ips, samples=12):
+    """True when `samples` requests through HAProxy reach exactly these Pods."""
+    seen = set()
+    for _ in range(samples):
+        conn = http.client.HTTPConnection("127.0.0.1", rig.http, timeout=2)
+        conn.request("GET", "/", headers={"Host": HOST})
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        if resp.status != 200:
+            return False
+        seen.add(resp.getheader("X-Backend"))
+    return seen == set(ips)
