@@ -63,6 +63,9 @@ class Frame:
     haproxy_log: str = "stdout"
     maxconn: int = 0
     runtime_socket: Optional[str] = None
+    runtime_socket_group: Optional[str] = None
+    haproxy_user: Optional[str] = None
+    haproxy_group: Optional[str] = None
 
 
 class Renderer:

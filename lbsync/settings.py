@@ -93,6 +93,12 @@ class Settings:
     reload_timeout: float = _opt(30.0, "Seconds a reload may take before it counts as failed.", kind="float")
     runtime_socket: Optional[str] = _opt(None, "HAProxy admin stats socket; endpoint-only changes are "
                                          "applied through it without a reload.")
+    runtime_socket_group: Optional[str] = _opt(None, "Group given access to the admin socket (mode 660): "
+                                               "lets an lbsync user talk to a root HAProxy. Default: "
+                                               "owner only (mode 600).")
+    haproxy_user: Optional[str] = _opt(None, "User HAProxy's workers drop to (global `user`), e.g. haproxy "
+                                       "on a VM where the master runs as root.")
+    haproxy_group: Optional[str] = _opt(None, "Group HAProxy's workers drop to (global `group`).")
     # --- the loop
     interval: float = _opt(10.0, "Seconds between polls of the API.", kind="float")
     batch_quiet: float = _opt(0.5, "Seconds of quiet before applying a burst of changes.", kind="float")
@@ -133,6 +139,14 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"log_format: {s.log_format!r} must be auto, json or console")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError(f"log_level: {s.log_level!r} must be debug, info, warning or error")
+    for name in ("runtime_socket_group", "haproxy_user", "haproxy_group"):
+        value = getattr(s, name)
+        if value and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value):
+            raise SettingsError(f"{name}: {value!r} is not a user or group name")
+    for name in ("haproxy_config", "template", "errors_dir", "tls_cert", "runtime_socket", "haproxy_log"):
+        value = getattr(s, name)
+        if value and any(c.isspace() or c in "#'\"\\" for c in value):
+            raise SettingsError(f"{name}: {value!r} must not contain spaces, quotes or '#'")
     if s.interval <= 0:
         raise SettingsError(f"interval: {s.interval} must be a positive number of seconds")
     for cidr in s.deny_networks:

@@ -60,7 +60,9 @@ def frame_from(settings: Settings) -> render.Frame:
         http_bind=settings.http_bind, https_bind=settings.https_bind, stats_bind=settings.stats_bind,
         tcp_bind_address=settings.tcp_bind_address, tls_cert=settings.tls_cert,
         https_redirect=settings.https_redirect, hard_stop_after=settings.hard_stop_after,
-        haproxy_log=settings.haproxy_log, maxconn=settings.maxconn, runtime_socket=settings.runtime_socket)
+        haproxy_log=settings.haproxy_log, maxconn=settings.maxconn, runtime_socket=settings.runtime_socket,
+        runtime_socket_group=settings.runtime_socket_group, haproxy_user=settings.haproxy_user,
+        haproxy_group=settings.haproxy_group)
 
 
 def _bind_ports(settings: Settings) -> Tuple[int, ...]:

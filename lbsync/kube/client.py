@@ -46,6 +46,8 @@ class ApiSource:
         self._fallback_ttl = fallback_ttl
         self._clock = clock
         self._fallback_until: Optional[float] = None
+        # path -> (resourceVersion, decoded List) of the last single-page answer
+        self._last_lists: Dict[str, Tuple[str, Dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return "ApiSource(%r, namespaces=%r, selector=%r)" % (self.credentials, self.namespaces, self.selector)
@@ -69,36 +71,46 @@ class ApiSource:
     def fetch(self) -> Snapshot:
         """List Services, then their EndpointSlices (or v1 Endpoints); raises ApiError/CredentialsError."""
         requests0, bytes0 = self._transport.requests, self._transport.bytes
-        services = self._list_all(SERVICES, self.selector)
+        versions: List[str] = []
+        services = self._list_all(SERVICES, versions, self.selector)
+        listed = len(versions)
         wanted = {(_meta(s, "namespace"), _meta(s, "name")) for s in services}
         slices: List[Dict[str, Any]] = []
         endpoints: List[Dict[str, Any]] = []
         if self.endpoints_mode == "endpointslices":
             try:
-                slices = [s for s in self._list_all(SLICES) if _slice_owner(s) in wanted]
+                slices = [s for s in self._list_all(SLICES, versions) if _slice_owner(s) in wanted]
             except (ApiNotFound, ApiForbidden) as e:
                 self._fallback_until = self._clock() + self._fallback_ttl
                 log.warning("EndpointSlices unavailable (HTTP %s), using v1 Endpoints for %gs: %s",
                             e.status, self._fallback_ttl, e)
-        if self.endpoints_mode == "endpoints":
-            endpoints = [e for e in self._list_all(ENDPOINTS)
+        mode = self.endpoints_mode
+        if mode == "endpoints":
+            del versions[listed:]  # drop what a failed slice list (one namespace of several) added
+            endpoints = [e for e in self._list_all(ENDPOINTS, versions)
                          if (_meta(e, "namespace"), _meta(e, "name")) in wanted]
+        # Each list's resourceVersion changes whenever any object of that list changes, so
+        # equal tokens mean equal answers; a list without one makes the token unknown ('').
+        version = "%s:%s" % (mode, ",".join(versions)) if all(versions) else ""
         return Snapshot(services=tuple(services), endpoint_slices=tuple(slices), endpoints=tuple(endpoints),
-                        requests=self._transport.requests - requests0, bytes=self._transport.bytes - bytes0)
+                        requests=self._transport.requests - requests0, bytes=self._transport.bytes - bytes0,
+                        version=version)
 
-    def _list_all(self, resource: Resource, selector: str = "") -> List[Dict[str, Any]]:
-        """The resource cluster-wide, or in each configured namespace."""
+    def _list_all(self, resource: Resource, versions: List[str], selector: str = "") -> List[Dict[str, Any]]:
+        """The resource cluster-wide, or in each configured namespace; appends each list's RV."""
         items: List[Dict[str, Any]] = []
         for namespace in self.namespaces or (None,):
-            items.extend(self._list(resource, namespace, selector))
+            found, rv = self._list(resource, namespace, selector)
+            items.extend(found)
+            versions.append(rv)
         return items
 
-    def _list(self, resource: Resource, namespace: Optional[str], selector: str) -> List[Dict[str, Any]]:
+    def _list(self, resource: Resource, namespace: Optional[str], selector: str) -> Tuple[List[Dict[str, Any]], str]:
         prefix, plural, kind, api_version = resource
         path = "%s/namespaces/%s/%s" % (prefix, namespace, plural) if namespace else "%s/%s" % (prefix, plural)
         for attempt in range(MAX_LIST_RESTARTS + 1):
             try:
-                items = self._pages(path, selector)
+                items, rv = self._pages(path, selector)
                 break
             except ApiGone:
                 if attempt == MAX_LIST_RESTARTS:
@@ -107,22 +119,31 @@ class ApiSource:
         for item in items:  # list items carry no type; kubectl dumps do, keep both sources alike
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
-        return items
+        return items, rv
 
-    def _pages(self, path: str, selector: str) -> List[Dict[str, Any]]:
-        """Every page of one list. The first page may come from the apiserver cache (RV=0),
-        which older servers answer whole, ignoring limit: then there is no continue token."""
+    def _pages(self, path: str, selector: str) -> Tuple[List[Dict[str, Any]], str]:
+        """Every page of one list, and the list's resourceVersion. The first page may come from
+        the apiserver cache (RV=0), which older servers answer whole, ignoring limit: then there
+        is no continue token, and an answer at the resourceVersion of the last poll is the same
+        list again — its items are reused instead of parsed (Transport.get_list(reuse=...))."""
         base = {"limit": str(self.page_size)}
         if selector:
             base["labelSelector"] = selector
         params = dict(base, resourceVersion="0")
         items: List[Dict[str, Any]] = []
+        rv = ""
         while True:
-            doc = self._transport.get_list(path, params)
+            reuse = self._last_lists.pop(path, None) if not items else None
+            doc = self._transport.get_list(path, params, reuse=reuse)
+            page_meta = doc.get("metadata") or {}
+            token = page_meta.get("continue")
+            if not items:
+                rv = str(page_meta.get("resourceVersion") or "")
+                if not token and rv:
+                    self._last_lists[path] = (rv, doc)
             items.extend(doc.get("items") or [])
-            token = (doc.get("metadata") or {}).get("continue")
             if not token:
-                return items
+                return items, rv
             params = dict(base, **{"continue": str(token)})  # no resourceVersion with continue
 
 

@@ -87,6 +87,23 @@ def from_response(resp: requests.Response, url: str) -> ApiError:
     return err
 
 
+_LIST_HEAD = re.compile(rb'\A\s*\{"kind":"[A-Za-z]+List","apiVersion":"[A-Za-z0-9./]+","metadata":')
+_HEAD_DECODER = json.JSONDecoder()
+
+
+def list_head(body: bytes) -> Optional[Dict[str, Any]]:
+    """The List's `metadata` read from the head of the body alone, or None when the body does
+    not start the way the apiserver writes a List (kind, apiVersion, metadata, then items)."""
+    m = _LIST_HEAD.match(body)
+    if not m:
+        return None
+    try:
+        meta, _ = _HEAD_DECODER.raw_decode(body[m.end():m.end() + 4096].decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def parse_list(resp: requests.Response, url: str) -> Dict[str, Any]:
     """The decoded List object of a 200 answer, or ApiMalformed."""
     try:
