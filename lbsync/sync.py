@@ -117,6 +117,17 @@ class Plan:
         return (not slots.same_shape(self.previous, self.layout)
                 or slots.mask_servers(self.text) != slots.mask_servers(self.live))
 
+    def why(self) -> str:
+        """Why this change needs a reload, in words for the log."""
+        added = sorted(self.layout.keys() - self.previous.keys())
+        removed = sorted(self.previous.keys() - self.layout.keys())
+        grown = sorted(k for k in self.layout.keys() & self.previous.keys()
+                       if len(self.layout[k]) != len(self.previous[k]))
+        parts = [f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+                 for label, names in (("backends added", added), ("backends removed", removed),
+                                      ("server slots resized", grown)) if names]
+        return "; ".join(parts) or "routing or settings changed"
+
     def result(self, **kw) -> Result:
         t = self.topology
         return Result(changed=self.changed, backends=len(t.backends), servers=t.server_count,
@@ -192,7 +203,7 @@ class Syncer:
         if not allow_reload and self.reloader is not None:
             return plan.result(diff=diff, reason="deferred: reload rate limit")
         self._write(plan.text)
-        reloaded = self._reload(reason)
+        reloaded = self._reload(f"{reason}: {plan.why()}" if plan.live else f"{reason}: first config")
         self._settled(plan)
         return plan.result(written=True, reloaded=reloaded, diff=diff, reason=reason)
 
@@ -226,6 +237,8 @@ class Syncer:
         self.layout = None  # unknown until the new worker runs the file
         result = self.reloader.reload(reason)
         self.reload_pending = False
+        log.info("haproxy.reloaded", reason=reason, duration_s=round(result.duration_s, 3),
+                 new_pids=list(result.new_pids))
         if self.runtime is not None and result.new_pids:
             # commands sent right after a reload can still reach the old worker
             self.runtime.wait_for_worker(result.new_pids, timeout=self.settings.reload_timeout)
@@ -249,6 +262,7 @@ class Syncer:
             log.warning("runtime.update_failed", error=str(e), fallback="reload")
             return None
         self._settled(plan)
+        log.info("runtime.updated", slots=len(todo), backends=sorted({c.backend for c in todo})[:10])
         return len(todo)
 
 

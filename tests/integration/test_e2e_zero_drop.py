@@ -249,3 +249,38 @@ def _only(rig, ips, samples=12):
             return False
         seen.add(resp.getheader("X-Backend"))
     return seen == set(ips)
+
+
+def test_sticky_cookie_stays_valid_while_pods_come_and_go_and_across_a_reload(rig):
+    rig.api.update_service("shop", "web", lambda s: s["metadata"]["annotations"].update(
+        {"serviceloadbalancer/lb.cookie-sticky-session": "true"}))
+    with LbsyncProcess([*rig.args(), "--interval", "0.5", "--min-reload-interval", "0"]) as lb:
+        lb.wait_for(lambda e: e.get("event") == "config.applied" and e.get("reloaded"), timeout=15)
+        conn = http.client.HTTPConnection("127.0.0.1", rig.http, timeout=3)
+        conn.request("GET", "/", headers={"Host": HOST})
+        resp = conn.getresponse()
+        resp.read()
+        pinned, cookie = resp.getheader("X-Backend"), resp.getheader("Set-Cookie").split(";")[0]
+        others = [ip for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4") if ip != pinned]
+
+        def sticks():
+            seen = set()
+            for _ in range(10):
+                c = http.client.HTTPConnection("127.0.0.1", rig.http, timeout=3)
+                c.request("GET", "/", headers={"Host": HOST, "Cookie": cookie})
+                r = c.getresponse()
+                r.read()
+                seen.add(r.getheader("X-Backend"))
+            return seen == {pinned}
+
+        assert sticks()
+        mark = lb.mark
+        rig.set_pods([pinned, "127.0.0.5", "127.0.0.6"])  # the other Pods go, new ones come: runtime update
+        lb.event("runtime.updated", after=mark, timeout=10)
+        assert sticks()
+        mark = lb.mark
+        rig.api.add_service("other", "shop", [("http", 80, rig.pod_port)])  # a reload
+        lb.event("haproxy.reloaded", after=mark, timeout=10)
+        time.sleep(0.5)
+        assert sticks()
+        assert others
