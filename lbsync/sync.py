@@ -152,6 +152,19 @@ class Syncer:
         self.layout: Optional[slots.Layout] = None  # what the running HAProxy has, once known
         self._seen: Optional[Tuple[str, str]] = None  # (snapshot version, live text) of the last pass
         self.reload_pending = False  # the file is ahead of the running HAProxy
+        self._cleaned = False
+
+    def _clean_leftovers(self) -> None:
+        """Temp files of an lbsync killed mid-write (SIGKILL, OOM): removed by the first real pass."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        try:
+            removed = haproxy.files.clean_stale(self.path)
+        except OSError:
+            return  # no directory yet, or not readable: staging will say so clearly
+        if removed:
+            log.info("config.leftovers_removed", count=removed, path=self.path)
 
     def run(self, *, dry_run: bool = False, reason: str = "poll", allow_reload: bool = True) -> Result:
         return self.run_plan(self.plan(), dry_run=dry_run, reason=reason, allow_reload=allow_reload)
@@ -161,6 +174,7 @@ class Syncer:
         if dry_run:
             assert plan is not None, "a dry run always renders"
             return plan.result(diff=unified_diff(plan.live, plan.text, self.path) if plan.changed else "")
+        self._clean_leftovers()
         if plan is None:
             return Result(changed=False, skipped_render=True, reloaded=self._retry_reload(reason, allow_reload))
         if not plan.changed:

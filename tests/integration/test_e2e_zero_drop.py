@@ -14,7 +14,13 @@ import pytest
 from tests.fakeapi.server import FakeKubeApi
 from tests.helpers.backends import Backend, free_port
 from tests.helpers.haproxy_proc import HAProxyProcess, haproxy_available
-from tests.helpers.lbsync_proc import LbsyncProcess, ROOT
+from tests.helpers.lbsync_proc import LbsyncProcess, http as http_get_status, parse_prometheus
+
+
+def http_get_text(url):
+    status, body = http_get_status(url)
+    assert status == 200
+    return body
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(not haproxy_available(), reason="haproxy binary not installed")]
@@ -194,7 +200,9 @@ def test_twenty_endpoint_changes_under_load_drop_nothing_and_never_reload(rig):
 
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "connection-close"])
 def test_new_service_under_load_reloads_exactly_once(rig, keep_alive):
-    with LbsyncProcess([*rig.args(), "--interval", "0.5", "--min-reload-interval", "2"]) as lb, \
+    metrics = free_port()
+    with LbsyncProcess([*rig.args(), "--interval", "0.5", "--min-reload-interval", "2",
+                        "--metrics-bind", f"127.0.0.1:{metrics}"]) as lb, \
             Load(rig.http, keep_alive=keep_alive) as load:
         lb.event("daemon.started")
         time.sleep(1.5)
@@ -206,6 +214,10 @@ def test_new_service_under_load_reloads_exactly_once(rig, keep_alive):
         rig.api.set_endpoints("shop", "api", ready=["127.0.0.21"])
         lb.wait_for(lambda e: e.get("event") == "config.applied" and e.get("reloaded"), after=mark, timeout=15)
         time.sleep(2)
+        values = parse_prometheus(http_get_text(f"http://127.0.0.1:{metrics}/metrics"))
+    assert values['lbsync_reloads_total{result="success"}'] == 1
+    assert values['lbsync_syncs_total{result="changed"}'] >= 1
+    assert "backends added: api.example.com" in lb.event("haproxy.reloaded")["reason"]
     assert reloads(rig) == 1
     status = http.client.HTTPConnection("127.0.0.1", rig.http, timeout=3)
     status.request("GET", "/", headers={"Host": "api.example.com"})
