@@ -66,6 +66,7 @@ class Frame:
     runtime_socket_group: Optional[str] = None
     haproxy_user: Optional[str] = None
     haproxy_group: Optional[str] = None
+    haproxy_version: Tuple[int, int] = (2, 4)  # oldest supported: no newer keywords
 
 
 class Renderer:

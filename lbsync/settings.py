@@ -87,6 +87,10 @@ class Settings:
                         kind="int")
     # --- HAProxy process
     haproxy_binary: str = _opt("haproxy", "haproxy binary used for `haproxy -c`.")
+    haproxy_version: str = _opt("auto", "HAProxy version the config is written for ('2.4', '2.6', ...); "
+                                "'auto' asks haproxy_binary (2.4 when it cannot be run). 2.6+ gets "
+                                "`option idle-close-on-response`: keep-alive clients see no errors "
+                                "during reloads.")
     master_socket: Optional[str] = _opt(None, "HAProxy master CLI socket (-S); reload through it.")
     pidfile: Optional[str] = _opt(None, "HAProxy master pid file; reload with SIGUSR2.")
     reload_cmd: Optional[str] = _opt(None, "Command that reloads HAProxy, e.g. 'systemctl reload haproxy'.")
@@ -147,6 +151,8 @@ def _validate(s: Settings) -> None:
         value = getattr(s, name)
         if value and any(c.isspace() or c in "#'\"\\" for c in value):
             raise SettingsError(f"{name}: {value!r} must not contain spaces, quotes or '#'")
+    if s.haproxy_version != "auto" and not re.match(r"^\d+\.\d+$", s.haproxy_version):
+        raise SettingsError(f"haproxy_version: {s.haproxy_version!r} must be 'auto' or MAJOR.MINOR (e.g. 2.6)")
     if s.interval <= 0:
         raise SettingsError(f"interval: {s.interval} must be a positive number of seconds")
     for cidr in s.deny_networks:

@@ -62,7 +62,17 @@ def frame_from(settings: Settings) -> render.Frame:
         https_redirect=settings.https_redirect, hard_stop_after=settings.hard_stop_after,
         haproxy_log=settings.haproxy_log, maxconn=settings.maxconn, runtime_socket=settings.runtime_socket,
         runtime_socket_group=settings.runtime_socket_group, haproxy_user=settings.haproxy_user,
-        haproxy_group=settings.haproxy_group)
+        haproxy_group=settings.haproxy_group, haproxy_version=_haproxy_version(settings))
+
+
+def _haproxy_version(settings: Settings) -> Tuple[int, int]:
+    if settings.haproxy_version != "auto":
+        major, minor = settings.haproxy_version.split(".")
+        return int(major), int(minor)
+    try:
+        return tuple(haproxy.version(settings.haproxy_binary)[:2])  # type: ignore[return-value]
+    except LbsyncError:
+        return (2, 4)  # cannot ask: write only what every supported version accepts
 
 
 def _bind_ports(settings: Settings) -> Tuple[int, ...]:

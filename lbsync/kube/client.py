@@ -46,8 +46,6 @@ class ApiSource:
         self._fallback_ttl = fallback_ttl
         self._clock = clock
         self._fallback_until: Optional[float] = None
-        # path -> (resourceVersion, decoded List) of the last single-page answer
-        self._last_lists: Dict[str, Tuple[str, Dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return "ApiSource(%r, namespaces=%r, selector=%r)" % (self.credentials, self.namespaces, self.selector)
@@ -124,8 +122,8 @@ class ApiSource:
     def _pages(self, path: str, selector: str) -> Tuple[List[Dict[str, Any]], str]:
         """Every page of one list, and the list's resourceVersion. The first page may come from
         the apiserver cache (RV=0), which older servers answer whole, ignoring limit: then there
-        is no continue token, and an answer at the resourceVersion of the last poll is the same
-        list again — its items are reused instead of parsed (Transport.get_list(reuse=...))."""
+        is no continue token. Nothing of an answer is kept after the poll: holding the decoded
+        lists to skip decoding an unchanged one would keep tens of MB resident at 5,000 Services."""
         base = {"limit": str(self.page_size)}
         if selector:
             base["labelSelector"] = selector
@@ -133,15 +131,12 @@ class ApiSource:
         items: List[Dict[str, Any]] = []
         rv = ""
         while True:
-            reuse = self._last_lists.pop(path, None) if not items else None
-            doc = self._transport.get_list(path, params, reuse=reuse)
+            doc = self._transport.get_list(path, params)
             page_meta = doc.get("metadata") or {}
-            token = page_meta.get("continue")
-            if not items:
+            if not items:  # continued pages belong to the first page's snapshot
                 rv = str(page_meta.get("resourceVersion") or "")
-                if not token and rv:
-                    self._last_lists[path] = (rv, doc)
             items.extend(doc.get("items") or [])
+            token = page_meta.get("continue")
             if not token:
                 return items, rv
             params = dict(base, **{"continue": str(token)})  # no resourceVersion with continue

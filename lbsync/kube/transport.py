@@ -62,24 +62,14 @@ class Transport:
         netloc = host + (":%d" % parts.port if parts.port else "")
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
-    def get_list(self, path: str, params: Dict[str, str],
-                 reuse: Optional[Tuple[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
-        """GET a List; raises the matching ApiError subclass on any failure.
-
-        reuse: (resourceVersion, List) of an earlier answer to the same request. When this
-        answer is the same complete list (same resourceVersion, no continue token, read from
-        the head of the body), that List is returned and the body is not decoded.
-        """
+    def get_list(self, path: str, params: Dict[str, str]) -> Dict[str, Any]:
+        """GET a List; raises the matching ApiError subclass on any failure."""
         url = self.display_url(path)
         resp = self._get(path, params, url)
         if resp.status_code == 401 and self.credentials.refresh():
             resp = self._get(path, params, url)
         if resp.status_code != 200:
             raise errors.from_response(resp, url)
-        if reuse is not None:
-            meta = errors.list_head(resp.content)
-            if meta is not None and not meta.get("continue") and str(meta.get("resourceVersion") or "") == reuse[0]:
-                return reuse[1]
         return errors.parse_list(resp, url)
 
     def _get(self, path: str, params: Dict[str, str], url: str) -> requests.Response:
