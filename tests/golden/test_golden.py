@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import pytest
-import yaml
 
 from lbsync import model, render, settings as settings_mod, sync
 from lbsync.source import FileSource

@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from tests.fakeapi.fixtures import fake_api_tls, fake_tls_material  # noqa: F401 - fixtures
 from tests.fakeapi.server import FakeKubeApi
 from tests.helpers.backends import free_port
 from tests.helpers.lbsync_proc import LbsyncProcess, http
@@ -113,7 +112,7 @@ def test_a_poll_that_would_wipe_most_backends_is_refused(tmp_path, api):
     assert "web0.example.com" not in cfg.read_text() and "web5.example.com" in cfg.read_text()
 
 
-def test_rotated_token_file_is_picked_up_without_a_restart(tmp_path, fake_api_tls):  # noqa: F811
+def test_rotated_token_file_is_picked_up_without_a_restart(tmp_path, fake_api_tls):
     api = fake_api_tls
     populate(api)
     token = tmp_path / "token"

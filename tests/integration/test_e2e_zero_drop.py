@@ -255,7 +255,7 @@ def _only(rig, ips, samples=12):
         conn = http.client.HTTPConnection("127.0.0.1", rig.http, timeout=2)
         conn.request("GET", "/", headers={"Host": HOST})
         resp = conn.getresponse()
-        body = resp.read()
+        resp.read()
         conn.close()
         if resp.status != 200:
             return False

@@ -3,7 +3,6 @@ complete new one, HAProxy keeps serving, and lbsync says what happened in one li
 import contextlib
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import yaml
 from lbsync import cli
 from tests.cluster import slice_, svc
 from tests.fakeapi.server import FakeKubeApi
+from tests.helpers.fs import tmpfs
 from tests.helpers.backends import Backend, free_port, http_get
 from tests.helpers.haproxy_proc import HAProxyProcess, haproxy_available
 from tests.helpers.lbsync_proc import ROOT, LbsyncProcess, http, parse_prometheus
@@ -37,18 +37,6 @@ def cluster_file(path, services=3, *, salt=0):
 def once(source, cfg, *extra):
     return cli.main(["--source", source, "--haproxy-config", str(cfg), "--once", "--http-bind", "127.0.0.1:18080",
                      "--log-format", "json", *extra])
-
-
-@contextlib.contextmanager
-def tmpfs(path, size="64k"):
-    path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def test_disk_full_while_staging_keeps_the_live_config(tmp_path, capsys):

@@ -1,7 +1,6 @@
 """Atomic replacement of the live config (lbsync.haproxy.files), with `haproxy -c` as the check."""
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
 import shutil
@@ -11,6 +10,8 @@ import sys
 import tempfile
 
 import pytest
+
+from tests.helpers.fs import tmpfs
 
 from lbsync.exceptions import ApplyError, HAProxyCheckFailed
 from lbsync.haproxy import files
@@ -31,20 +32,6 @@ def _check(path):
 
 def _temps(directory):
     return sorted(n for n in os.listdir(directory) if n.endswith(".tmp"))
-
-
-@contextlib.contextmanager
-def _tmpfs(path, size="64k"):
-    """A tiny tmpfs at `path` (needs root and mount rights), else skip the test."""
-    path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def test_read_missing_is_empty(tmp_path):
@@ -165,7 +152,7 @@ def test_missing_directory_is_apply_error(tmp_path):
 
 
 def test_read_only_filesystem_is_apply_error(tmp_path):
-    with _tmpfs(tmp_path / "mnt") as mnt:
+    with tmpfs(tmp_path / "mnt") as mnt:
         live = mnt / "haproxy.cfg"
         live.write_text(GOOD)
         remount = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True)
@@ -178,7 +165,7 @@ def test_read_only_filesystem_is_apply_error(tmp_path):
 
 
 def test_disk_full_is_apply_error_and_leaves_nothing(tmp_path):
-    with _tmpfs(tmp_path / "mnt", size="64k") as mnt:
+    with tmpfs(tmp_path / "mnt", size="64k") as mnt:
         live = mnt / "haproxy.cfg"
         live.write_text(GOOD)
         huge = GOOD + "# padding\n" * 20000  # ~200 KiB > 64 KiB
