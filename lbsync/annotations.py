@@ -81,8 +81,9 @@ def path_prefix(value: str) -> Optional[str]:
     if text.lower() in ("", "none", "false"):
         return None
     text = text.rstrip("/") if text != "/" else text
-    if len(text) > 200 or not _PATH.match(text):
-        raise Invalid(f"{_show(value)} is not a path prefix like /name (letters, digits, . _ ~ - and /)")
+    if len(text) > 200 or not _PATH.match(text) or any(set(seg) == {"."} for seg in text.split("/")):
+        raise Invalid(f"{_show(value)} is not a path prefix like /name (letters, digits, . _ ~ - and /; "
+                      "no . or .. segments)")
     return text
 
 

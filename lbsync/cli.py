@@ -6,6 +6,7 @@ Exit codes, as `kubectl diff`: with --once --dry-run 0 = no change, 1 = changes;
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -33,8 +34,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    config_file = args.config or os.environ.get("LBSYNC_CONFIG")
     try:
-        settings = settings_mod.load(args=args, config_file=args.config)
+        settings = settings_mod.load(args=args, config_file=config_file)
     except LbsyncError as e:
         print(f"lbsync: error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -44,7 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.once or args.dry_run:
             return _once(settings, dry_run=args.dry_run)
         from lbsync import daemon
-        return daemon.run(settings, config_file=args.config, args=args)
+        return daemon.run(settings, config_file=config_file, args=args)
     except LbsyncError as e:
         logs.get("lbsync").error("sync.failed", error=str(e), kind=type(e).__name__)
         print(f"lbsync: error: {e}", file=sys.stderr)

@@ -29,6 +29,9 @@ class Daemon:
         self.syncer_factory = syncer_factory
         self.syncer = syncer_factory(settings)
         self.metrics = metrics_mod.Metrics()
+        # /healthz fails when no pass started for this long: longer than any pass can legitimately take
+        self.metrics.stall_after = max(120.0, 5 * settings.interval + settings.batch_max_wait +
+                                       settings.reload_timeout + 4 * settings.api_timeout)
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.reasons: List[str] = []  # why the next pass runs early (signal, file change)
@@ -47,6 +50,7 @@ class Daemon:
 
     def tick(self) -> float:
         """One pass; returns the seconds until the next one."""
+        self.metrics.beat()
         reason = ", ".join(self.reasons) or "poll"
         self.reasons = []
         try:
@@ -98,10 +102,13 @@ class Daemon:
             m.inc("lbsync_reloads_total", result="success")
         if result.runtime_updates:
             m.inc("lbsync_runtime_updates_total", result.runtime_updates, result="success")
+        if result.runtime_fallbacks:
+            m.inc("lbsync_runtime_updates_total", result.runtime_fallbacks, result="fallback_to_reload")
         if not result.skipped_render:
             m.set("lbsync_backends", result.backends)
             m.set("lbsync_servers", result.servers)
-            m.set("lbsync_problems", len(result.problems))
+            for level in ("warning", "info"):
+                m.set("lbsync_problems", sum(p.level == level for p in result.problems), level=level)
         m.success(result.duration_s)
         if not result.skipped_render:
             self._report_problems(result)
@@ -136,10 +143,11 @@ class Daemon:
             return
         new = settings_mod.load(config_file=self.config_file, args=self._args) if self.config_file \
             else self.settings
-        old_layout = self.syncer.layout
+        old = self.syncer
         self.settings = new
         self.syncer = self.syncer_factory(new)
-        self.syncer.layout = old_layout
+        # what the running HAProxy has, and whether it still owes us a reload, stays true
+        self.syncer.layout, self.syncer.reload_pending = old.layout, old.reload_pending
         log.info("settings.reloaded", config_file=self.config_file)
 
     _args = None  # the command-line flags, re-applied over a re-read settings file

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Dict, Iterable, Set, Tuple
+from typing import Dict, Iterable, Optional, Set, Tuple
 
 from lbsync.snapshot import Snapshot
 
@@ -38,7 +38,8 @@ Index = Dict[Tuple[str, str], Dict[str, Set[Server]]]
 Networks = Tuple[ipaddress._BaseNetwork, ...]  # type: ignore[name-defined]
 
 
-def index(snapshot: Snapshot, *, deny: Networks = ()) -> Index:
+def index(snapshot: Snapshot, *, deny: Networks = (),
+          denied: Optional[Dict[Tuple[str, str], Set[str]]] = None) -> Index:
     """EndpointSlices where a Service has any; v1 Endpoints only for the others.
 
     Addresses inside `deny` are dropped: anyone who can write an Endpoints object could
@@ -55,9 +56,13 @@ def index(snapshot: Snapshot, *, deny: Networks = ()) -> Index:
         if key and key not in sliced:
             _merge(out.setdefault(key, {}), _endpoints_servers(ep))
     if deny:
-        for ports in out.values():
+        for key, ports in out.items():
             for name, servers in ports.items():
-                ports[name] = {s for s in servers if not _denied(s.address, deny)}
+                dropped = {s for s in servers if _denied(s.address, deny)}
+                if dropped:
+                    ports[name] = servers - dropped
+                    if denied is not None:
+                        denied.setdefault(key, set()).update(s.address for s in dropped)
     return out
 
 

@@ -15,7 +15,8 @@ Labels = Tuple[Tuple[str, str], ...]
 _HELP = {
     "lbsync_syncs_total": ("counter", "Sync passes by result (changed, unchanged, failed, deferred)."),
     "lbsync_reloads_total": ("counter", "HAProxy reloads by result (success, failure)."),
-    "lbsync_runtime_updates_total": ("counter", "Server slot changes applied over the Runtime API, by result."),
+    "lbsync_runtime_updates_total": ("counter", "Server slot changes over the Runtime API, by result "
+                                     "(success; fallback_to_reload when HAProxy's answer was unexpected)."),
     "lbsync_api_errors_total": ("counter", "Failed polls of the Kubernetes API by HTTP status ('none': no answer)."),
     "lbsync_api_requests_total": ("counter", "HTTP requests made to the Kubernetes API."),
     "lbsync_api_bytes_total": ("counter", "Response bytes read from the Kubernetes API."),
@@ -24,7 +25,8 @@ _HELP = {
     "lbsync_last_success_timestamp_seconds": ("gauge", "Unix time of the last successful pass."),
     "lbsync_backends": ("gauge", "Backends in the live config."),
     "lbsync_servers": ("gauge", "Servers (ready endpoints) in the live config."),
-    "lbsync_problems": ("gauge", "Services or annotations left out in the last pass."),
+    "lbsync_problems": ("gauge", "Services, ports or annotations left out in the last pass, by level "
+                        "(warning: a mistake to fix; info: left out by design, e.g. kube-system)."),
     "lbsync_ready": ("gauge", "1 when the last syncs succeeded (see /readyz)."),
 }
 
@@ -38,6 +40,16 @@ class Metrics:
         self.synced_once = False
         self.consecutive_failures = 0
         self.unready_after = unready_after
+        self.last_beat = time.monotonic()
+        self.stall_after = 300.0  # seconds without a pass starting: the loop is stuck
+
+    def beat(self) -> None:
+        """The sync loop started a pass: it is alive."""
+        self.last_beat = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_beat < self.stall_after
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -99,7 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/metrics":
             self._send(200, metrics.text(), "text/plain; version=0.0.4; charset=utf-8")
         elif self.path == "/healthz":
-            self._send(200, "ok\n")
+            stuck = time.monotonic() - metrics.last_beat
+            self._send(200, "ok\n") if metrics.alive else self._send(
+                503, f"sync loop stuck: no pass started for {stuck:.0f}s\n")
         elif self.path == "/readyz":
             ok = metrics.ready
             why = "ready\n" if ok else ("waiting for the first successful sync\n" if not metrics.synced_once

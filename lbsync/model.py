@@ -94,7 +94,11 @@ class _Route:
 def build(snapshot: Snapshot, options: Options = Options()) -> Topology:
     """The Topology for one snapshot; Problems say what was left out and why."""
     problems: List[Problem] = []
-    ready = endpoints.index(snapshot, deny=_networks(options.deny_networks))
+    denied: Dict[Tuple[str, str], Set[str]] = {}
+    ready = endpoints.index(snapshot, deny=_networks(options.deny_networks), denied=denied)
+    for (ns, name), addresses in sorted(denied.items()):
+        problems.append(Problem(ns, name, "", f"endpoint addresses {', '.join(sorted(addresses)[:5])} are in "
+                                "deny_networks (loopback, link-local, multicast); not served"))
     routes: List[_Route] = []
     for svc in sorted(snapshot.services, key=_age_key):
         routes.extend(_service_routes(svc, ready, options, problems))

@@ -137,6 +137,9 @@ def _validate(s: Settings) -> None:
         value = getattr(s, name)
         if value and not _BIND.match(value):
             raise SettingsError(f"{name}: {value!r} is not ADDRESS:PORT (e.g. 127.0.0.1:8080, *:80)")
+    if not re.match(r"^(\*|[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*::[0-9A-Fa-f:]*)$", s.tcp_bind_address):
+        raise SettingsError(f"tcp_bind_address: {s.tcp_bind_address!r} is not an address (e.g. *, 0.0.0.0, "
+                            "127.0.0.1, [::])")
     duration_ms(s.check_interval, what="check_interval")
     duration_ms(s.hard_stop_after, what="hard_stop_after")
     if s.log_format not in ("auto", "json", "console"):

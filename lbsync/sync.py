@@ -31,6 +31,7 @@ class Result:
     written: bool = False
     reloaded: bool = False
     runtime_updates: int = 0
+    runtime_fallbacks: int = 0  # runtime updates HAProxy refused: applied by a reload instead
     diff: str = ""
     backends: int = 0
     servers: int = 0
@@ -220,16 +221,18 @@ class Syncer:
     def apply(self, plan: Plan, *, reason: str = "poll", allow_reload: bool = True) -> Result:
         diff = unified_diff(plan.live, plan.text, self.path)
         self._guard(plan.live, plan.topology)
+        fallbacks = 0
         if not plan.structural and self.runtime is not None and self.layout is not None:
             updates = self._runtime_update(plan)
             if updates is not None:
                 return plan.result(written=True, runtime_updates=updates, diff=diff, reason=reason)
+            fallbacks = 1
         if not allow_reload and self.reloader is not None:
             return plan.result(diff=diff, reason="deferred: reload rate limit")
         self._write(plan.text)
         reloaded = self._reload(f"{reason}: {plan.why()}" if plan.live else f"{reason}: first config")
         self._settled(plan)
-        return plan.result(written=True, reloaded=reloaded, diff=diff, reason=reason)
+        return plan.result(written=True, reloaded=reloaded, diff=diff, reason=reason, runtime_fallbacks=fallbacks)
 
     def _settled(self, plan: Plan) -> None:
         self.layout = plan.layout

@@ -1,7 +1,7 @@
 """Golden files: each tests/golden/<case>/ holds cluster objects and the exact haproxy.cfg they give.
 
 Every expected file must also pass the real `haproxy -c`. To regenerate after an intended
-change: LBSYNC_UPDATE_GOLDEN=1 pytest tests/golden, then review the diff like code.
+change: UPDATE_GOLDEN=1 pytest tests/golden, then review the diff like code.
 """
 import os
 import shutil
@@ -35,7 +35,7 @@ def render_case(case: str) -> str:
 def test_golden_render(case):
     got = render_case(case)
     expected_path = os.path.join(HERE, case, "expected.cfg")
-    if os.environ.get("LBSYNC_UPDATE_GOLDEN"):
+    if os.environ.get("UPDATE_GOLDEN"):
         with open(expected_path, "w") as f:
             f.write(got)
     with open(expected_path) as f:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-HAPROXY = os.environ.get("LBSYNC_TEST_HAPROXY") or shutil.which("haproxy") or "/usr/sbin/haproxy"
+HAPROXY = os.environ.get("TEST_HAPROXY_BINARY") or shutil.which("haproxy") or "/usr/sbin/haproxy"
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; stay clear of it
 
 

@@ -74,7 +74,7 @@ RENDERER = render.Renderer(render.Frame(http_bind="127.0.0.1:18080", https_bind=
                                         tls_cert=CERT))
 
 
-@settings(max_examples=int(os.environ.get("LBSYNC_PROPERTY_EXAMPLES", "40")), deadline=None,
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "40")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(clusters())
 def test_any_cluster_renders_a_config_haproxy_accepts(objs):

@@ -202,7 +202,6 @@ def test_drop_in_gives_the_master_socket_to_group_lbsync():
     assert m.group(1) == s.master_socket
     opts = m.group(2).split(",")[1:]
     assert dict(zip(opts[::2], opts[1::2])) == {"mode": "660", "group": "lbsync"}
-    # and the Runtime API socket, until lbsync can render its group itself
-    posts = [v for k, v in service if k == "ExecStartPost"]
-    assert f"-/bin/chgrp lbsync {s.runtime_socket}" in posts
-    assert f"-/bin/chmod 0660 {s.runtime_socket}" in posts
+    # and the Runtime API socket's group is rendered by lbsync itself
+    assert s.runtime_socket_group == "lbsync"
+    assert (s.haproxy_user, s.haproxy_group) == ("haproxy", "haproxy")

@@ -48,6 +48,8 @@ HOSTILE = [
     ("lb.path-prefix", "/a?b=1", REJECTED),
     ("lb.path-prefix", "/" + "a" * 300, REJECTED),
     ("lb.path-prefix", "/v1.2/api_x~y-z", OK),
+    ("lb.path-prefix", "/shop/../admin", REJECTED),
+    ("lb.path-prefix", "/./x", REJECTED),
     ("lb.algorithm", "roundrobin\nglobal", REJECTED),
     ("lb.algorithm", "uri", REJECTED),
     ("lb.algorithm", "hdr(host)", REJECTED),

@@ -78,9 +78,10 @@ def test_port_without_endpoints_keeps_its_backend_so_clients_get_503_not_404():
     assert any("no ready endpoints" in r for r in reasons(t))
 
 
-def test_loopback_and_metadata_endpoint_addresses_are_never_served():
+def test_loopback_and_metadata_endpoint_addresses_are_never_served_and_say_so():
     t = build(svc("web"), endpoints_v1("web", ready=["127.0.0.1", "169.254.169.254", "10.0.0.1"]))
     assert one(t).servers == (Server("10.0.0.1", 8080),)
+    assert any("127.0.0.1, 169.254.169.254 are in deny_networks" in r for r in reasons(t))
 
 
 def test_invalid_endpoint_addresses_are_dropped():
