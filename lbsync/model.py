@@ -7,88 +7,17 @@ logging, no Jinja, no HAProxy syntax. Sorted, so one cluster always gives one To
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from lbsync import annotations as ann
-from lbsync import endpoints
+from lbsync import claims, endpoints
 from lbsync.annotations import Invalid
 from lbsync.endpoints import Server
-from lbsync.settings import DEFAULT_DENY
 from lbsync.snapshot import Snapshot
+from lbsync.topology import Backend, Options, Problem, Reporter, Route, Topology
 
 __all__ = ["Backend", "Options", "Problem", "Server", "Topology", "build"]
-
-
-@dataclass(frozen=True)
-class Options:
-    """The settings the model needs (a slice of lbsync.settings.Settings)."""
-
-    publish: str = "all"
-    exclude_namespaces: Tuple[str, ...] = ("kube-system",)
-    exclude_services: Tuple[str, ...] = ("default/kubernetes",)
-    path_prefixes: bool = True
-    check_interval_ms: int = 2000
-    tls: bool = False  # an HTTPS frontend exists (a certificate is configured)
-    reserved_ports: Tuple[int, ...] = ()  # ports of our own binds: never given to lb.tcp
-    deny_networks: Tuple[str, ...] = DEFAULT_DENY  # endpoint addresses never served
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something left out, with enough evidence to fix it. level: warning or info."""
-
-    namespace: str
-    service: str
-    annotation: str
-    reason: str
-    level: str = "warning"
-
-
-@dataclass(frozen=True)
-class Backend:
-    """One (Service, port) as HAProxy will serve it."""
-
-    name: str
-    namespace: str
-    service: str
-    port: int
-    port_name: str
-    mode: str  # "http" or "tcp"
-    servers: Tuple[Server, ...]
-    hosts: Tuple[str, ...] = ()
-    path_prefix: Optional[str] = None
-    ssl: bool = False
-    sticky: bool = False
-    algorithm: str = "roundrobin"
-    check_interval_ms: int = 2000
-    check_path: Optional[str] = None
-    listen_port: Optional[int] = None  # tcp mode: the load balancer's own port
-
-    @property
-    def frontend(self) -> str:
-        return "tcp" if self.mode == "tcp" else ("https" if self.ssl else "http")
-
-
-@dataclass(frozen=True)
-class Topology:
-    backends: Tuple[Backend, ...]
-    problems: Tuple[Problem, ...] = field(default=(), compare=False)
-
-    def on(self, frontend: str) -> Tuple[Backend, ...]:
-        return tuple(b for b in self.backends if b.frontend == frontend)
-
-    @property
-    def server_count(self) -> int:
-        return sum(len(b.servers) for b in self.backends)
-
-
-@dataclass(frozen=True)
-class _Route:
-    """A backend before conflicts are settled: what one Service port asks for."""
-
-    backend: Backend
-    created: str
 
 
 def build(snapshot: Snapshot, options: Options = Options()) -> Topology:
@@ -99,10 +28,10 @@ def build(snapshot: Snapshot, options: Options = Options()) -> Topology:
     for (ns, name), addresses in sorted(denied.items()):
         problems.append(Problem(ns, name, "", f"endpoint addresses {', '.join(sorted(addresses)[:5])} are in "
                                 "deny_networks (loopback, link-local, multicast); not served"))
-    routes: List[_Route] = []
+    routes: List[Route] = []
     for svc in sorted(snapshot.services, key=_age_key):
         routes.extend(_service_routes(svc, ready, options, problems))
-    backends = _settle(routes, options, problems)
+    backends = claims.settle(routes, options, problems)
     return Topology(tuple(sorted(backends, key=lambda b: b.name)), tuple(problems))
 
 
@@ -118,7 +47,7 @@ def _age_key(svc: dict) -> Tuple[str, str, str]:
 
 
 def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
-                    problems: List[Problem]) -> List[_Route]:
+                    problems: List[Problem]) -> List[Route]:
     meta = svc.get("metadata") or {}
     ns, name = meta.get("namespace") or "default", meta.get("name")
     if not (ann.dns_label(ns) and ann.dns_label(name) and name[0].isalpha()):
@@ -128,7 +57,7 @@ def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
     raw = meta.get("annotations") or {}
     if not isinstance(raw, dict):
         raw = {}
-    report = _Reporter(ns, name, problems)
+    report = Reporter(ns, name, problems)
     if not _published(ns, name, raw, options, report):
         return []
     spec = svc.get("spec") or {}
@@ -141,21 +70,11 @@ def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
     for port in spec.get("ports") or []:
         backend = conf.backend_for(ns, name, port, ready.get((ns, name), {}), report)
         if backend is not None:
-            routes.append(_Route(backend, created))
+            routes.append(Route(backend, created))
     return routes
 
 
-class _Reporter:
-    """Collects Problems for one Service, so call sites stay one line."""
-
-    def __init__(self, ns: str, name: str, problems: List[Problem]) -> None:
-        self.ns, self.name, self.problems = ns, name, problems
-
-    def __call__(self, annotation: str, reason: str, level: str = "warning") -> None:
-        self.problems.append(Problem(self.ns, self.name, annotation, reason, level))
-
-
-def _published(ns: str, name: str, raw: dict, options: Options, report: _Reporter) -> bool:
+def _published(ns: str, name: str, raw: dict, options: Options, report: Reporter) -> bool:
     if ns in options.exclude_namespaces or f"{ns}/{name}" in options.exclude_services:
         report("", "excluded by settings (exclude_namespaces / exclude_services)", "info")
         return False
@@ -192,7 +111,7 @@ class _ServiceConf:
                 "lb.tcp": ann.tcp_ports}
 
     @classmethod
-    def parse(cls, raw: dict, spec_ports: list, options: Options, report: _Reporter) -> "_ServiceConf":
+    def parse(cls, raw: dict, spec_ports: list, options: Options, report: Reporter) -> "_ServiceConf":
         service_raw, port_raw, unknown = ann.split(raw)
         for key in unknown:
             report(_cut(key), "unknown annotation (typo?); ignored")
@@ -207,7 +126,7 @@ class _ServiceConf:
         return cls(service, ports, options)
 
     @classmethod
-    def _parse_all(cls, values: Dict[str, str], suffix: str, report: _Reporter) -> Dict[str, object]:
+    def _parse_all(cls, values: Dict[str, str], suffix: str, report: Reporter) -> Dict[str, object]:
         out = {}
         for key, value in values.items():
             if key in ("lb.enabled", "lb.ignore"):
@@ -233,7 +152,7 @@ class _ServiceConf:
         return None
 
     def backend_for(self, ns: str, name: str, port: dict, ready: Dict[str, Set[Server]],
-                    report: _Reporter) -> Optional[Backend]:
+                    report: Reporter) -> Optional[Backend]:
         if not _valid_port(port):
             report("", f"port {_cut(str(port.get('port')))} is not a valid Service port; left out")
             return None
@@ -257,7 +176,7 @@ class _ServiceConf:
             return replace(base, mode="tcp", listen_port=listen, sticky=False, check_path=None)
         return self._http(base, port, report)
 
-    def _http(self, base: Backend, port: dict, report: _Reporter) -> Optional[Backend]:
+    def _http(self, base: Backend, port: dict, report: Reporter) -> Optional[Backend]:
         ssl = bool(self.get("lb.sslTerm", port, False))
         if ssl and not self.options.tls:
             report(ann.PREFIX + "lb.sslTerm", f"port {base.port}: no TLS certificate is configured "
@@ -284,68 +203,6 @@ def _valid_port(port: object) -> bool:
         return False
     pname = port.get("name") or ""
     return 1 <= port["port"] <= 65535 and (pname == "" or bool(ann.PORT_NAME.match(str(pname))))
-
-
-def _settle(routes: List[_Route], options: Options, problems: List[Problem]) -> List[Backend]:
-    """Give each host, path prefix, TCP port and backend name to its oldest claimant."""
-    claims = _Claims(options)
-    out = []
-    for route in routes:  # already oldest first
-        backend = claims.take(route.backend, problems)
-        if backend is not None:
-            out.append(backend)
-    return out
-
-
-class _Claims:
-    """Who owns what: (frontend, host), (frontend, prefix), TCP ports, backend names."""
-
-    def __init__(self, options: Options) -> None:
-        self.owner: Dict[Tuple[str, str], str] = {}
-        for port in options.reserved_ports:
-            self.owner[("port", str(port))] = "lbsync's own frontends"
-
-    def _claim(self, key: Tuple[str, str], who: str) -> Optional[str]:
-        holder = self.owner.setdefault(key, who)
-        return None if holder == who else holder
-
-    def take(self, b: Backend, problems: List[Problem]) -> Optional[Backend]:
-        who = f"{b.namespace}/{b.service}:{b.port}"
-        report = _Reporter(b.namespace, b.service, problems)
-        if b.mode == "tcp":
-            holder = self._claim(("port", str(b.listen_port)), who)
-            if holder:
-                report(ann.PREFIX + "lb.tcp", f"port {b.listen_port} is already taken by {holder}; "
-                       "left out")
-                return None
-            return b
-        hosts = tuple(h for h in b.hosts if not self._lost(("host:" + b.frontend, h), who, report, "host"))
-        prefix = b.path_prefix
-        if prefix and self._lost(("prefix:" + b.frontend, prefix), who, report, "path prefix"):
-            prefix = None
-        if not hosts and not prefix:
-            report("", f"port {b.port} has no host and no path prefix left to route by; left out")
-            return None
-        return replace(b, hosts=hosts, path_prefix=prefix, name=self._name(b, hosts, who))
-
-    def _lost(self, key: Tuple[str, str], who: str, report: _Reporter, what: str) -> bool:
-        holder = self._claim(key, who)
-        if holder:
-            report(ann.PREFIX + ("lb.host" if what == "host" else "lb.path-prefix"),
-                   f"{what} {key[1]} on {key[0].split(':')[1]} is already claimed by {holder} "
-                   f"(older); {who} does not get it")
-        return holder is not None
-
-    def _name(self, b: Backend, hosts: Tuple[str, ...], who: str) -> str:
-        default = f"{b.namespace}_{b.service}_{b.port}"
-        candidates = [default]
-        if hosts:
-            named = hosts[0].replace("*.", "wildcard.")
-            candidates = [named, f"{named}:{b.port}", default]
-        for name in candidates:
-            if not self._claim(("name", name), who):
-                return name
-        raise AssertionError(f"backend name {default} claimed twice")  # names are unique by construction
 
 
 def _cut(text: str) -> str:

@@ -1,0 +1,92 @@
+"""The shapes of the model: what a Topology is made of, and how Problems are collected.
+
+Pure data: frozen dataclasses and a small collector; no I/O, no HAProxy syntax.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from lbsync.endpoints import Server
+from lbsync.settings import DEFAULT_DENY
+
+
+@dataclass(frozen=True)
+class Options:
+    """The settings the model needs (a slice of lbsync.settings.Settings)."""
+
+    publish: str = "all"
+    exclude_namespaces: Tuple[str, ...] = ("kube-system",)
+    exclude_services: Tuple[str, ...] = ("default/kubernetes",)
+    path_prefixes: bool = True
+    check_interval_ms: int = 2000
+    tls: bool = False  # an HTTPS frontend exists (a certificate is configured)
+    reserved_ports: Tuple[int, ...] = ()  # ports of our own binds: never given to lb.tcp
+    deny_networks: Tuple[str, ...] = DEFAULT_DENY  # endpoint addresses never served
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something left out, with enough evidence to fix it. level: warning or info."""
+
+    namespace: str
+    service: str
+    annotation: str
+    reason: str
+    level: str = "warning"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One (Service, port) as HAProxy will serve it."""
+
+    name: str
+    namespace: str
+    service: str
+    port: int
+    port_name: str
+    mode: str  # "http" or "tcp"
+    servers: Tuple[Server, ...]
+    hosts: Tuple[str, ...] = ()
+    path_prefix: Optional[str] = None
+    ssl: bool = False
+    sticky: bool = False
+    algorithm: str = "roundrobin"
+    check_interval_ms: int = 2000
+    check_path: Optional[str] = None
+    listen_port: Optional[int] = None  # tcp mode: the load balancer's own port
+
+    @property
+    def frontend(self) -> str:
+        return "tcp" if self.mode == "tcp" else ("https" if self.ssl else "http")
+
+
+@dataclass(frozen=True)
+class Topology:
+    backends: Tuple[Backend, ...]
+    problems: Tuple[Problem, ...] = field(default=(), compare=False)
+
+    def on(self, frontend: str) -> Tuple[Backend, ...]:
+        return tuple(b for b in self.backends if b.frontend == frontend)
+
+    @property
+    def server_count(self) -> int:
+        return sum(len(b.servers) for b in self.backends)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A backend before conflicts are settled: what one Service port asks for."""
+
+    backend: Backend
+    created: str
+
+
+class Reporter:
+    """Collects Problems for one Service, so call sites stay one line."""
+
+    def __init__(self, ns: str, name: str, problems: List[Problem]) -> None:
+        self.ns, self.name, self.problems = ns, name, problems
+
+    def __call__(self, annotation: str, reason: str, level: str = "warning") -> None:
+        self.problems.append(Problem(self.ns, self.name, annotation, reason, level))
