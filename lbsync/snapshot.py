@@ -1,7 +1,9 @@
 """What a source hands to the model: the cluster's raw objects, as the API prints them.
 
-Dicts at the edge: each element is one Kubernetes object exactly as decoded from the
-API's JSON (or a kubectl YAML dump). Nothing here interprets them; `lbsync.model` does.
+Dicts at the edge: each element is one Kubernetes object as decoded from the API's JSON
+(or a kubectl YAML dump); the API source drops, while decoding, big fields lbsync never
+reads (managedFields, last-applied-configuration, targetRef, ...). Nothing here
+interprets the objects; `lbsync.model` does.
 """
 from __future__ import annotations
 

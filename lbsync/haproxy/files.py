@@ -195,12 +195,13 @@ def read(path: str) -> str:
 
 
 def replace(path: str, text: str, *, check: Optional[Callable[[str], object]] = None,
-            backup: bool = True) -> bool:
+            backup: bool = True, current: Optional[str] = None) -> bool:
     """Stage `text`, run `check(staged_path)`, then commit. False when nothing changed.
 
-    Whatever `check` raises propagates unchanged, after the staged file is removed.
+    `current`: the live file's text if the caller just read it (saves reading a big file
+    twice). Whatever `check` raises propagates unchanged, after the staged file is removed.
     """
-    if read(path) == text and os.path.exists(path):
+    if (read(path) if current is None else current) == text and os.path.exists(path):
         return False
     staged = stage(path, text)
     try:

@@ -337,3 +337,46 @@ def test_server_down_then_back(fake_api, tmp_path):  # noqa: F811
 def test_source_and_credentials_repr_hide_token(fake_api_tls, tmp_path):  # noqa: F811
     src = source(fake_api_tls, tmp_path)
     assert DEFAULT_TOKEN not in repr(src) and "auth=token" in repr(src)
+
+
+# -- Snapshot.version and slim decoding ----------------------------------------------------------
+def test_version_changes_with_any_listed_object(fake_api, tmp_path):  # noqa: F811
+    fake_api.populate(20, 3)
+    src = source(fake_api, tmp_path)
+    first = src.fetch()
+    assert first.version.startswith("endpointslices:")
+    assert src.fetch().version == first.version
+    fake_api.set_endpoints("default", "svc-00003", ready=["10.9.9.9"])
+    moved = src.fetch()
+    assert moved.version != first.version
+    assert any(e["addresses"] == ["10.9.9.9"] for s in moved.endpoint_slices for e in s["endpoints"] or ())
+    fake_api.update_service("default", "svc-00001", lambda s: s["metadata"].setdefault("labels", {}).update(x="y"))
+    assert src.fetch().version != moved.version
+
+
+def test_version_per_namespace_paged_and_fallback(fake_api, tmp_path):  # noqa: F811
+    fake_api.honor_limit_with_rv0 = True
+    fake_api.populate(30, 2, namespaces=["a", "b"])
+    src = source(fake_api, tmp_path, namespaces=["a", "b"], page_size=10)
+    snap = src.fetch()
+    assert snap.requests == 8 and len(snap.services) == 30  # 2 pages per list and namespace
+    assert snap.version.count(",") == 3 and src.fetch().version == snap.version
+    fake_api.deny("endpointslices")
+    fallback = src.fetch()
+    assert fallback.version.startswith("endpoints:") and fallback.version.count(",") == 3
+    assert len(fallback.endpoints) == 30
+
+
+def test_fields_lbsync_never_reads_are_dropped_while_decoding(fake_api, tmp_path):  # noqa: F811
+    fake_api.add_service("web", "shop", [("http", 80, 8080)], annotations={
+        "serviceloadbalancer/lb.host": "web.example.com",
+        "kubectl.kubernetes.io/last-applied-configuration": '{"kind":"Service"}'})
+    fake_api.set_endpoints("shop", "web", ready=["10.0.0.1"])
+    snap = source(fake_api, tmp_path).fetch()
+    svc = next(s for s in snap.services if s["metadata"]["name"] == "web")
+    assert svc["metadata"]["annotations"] == {"serviceloadbalancer/lb.host": "web.example.com"}
+    (es,) = [s for s in snap.endpoint_slices if s["metadata"]["namespace"] == "shop"]
+    assert es["endpoints"] == [{"addresses": ["10.0.0.1"],
+                                "conditions": {"ready": True, "serving": True, "terminating": False}}]
+    assert "ownerReferences" not in es["metadata"] and es["metadata"]["labels"]
+
