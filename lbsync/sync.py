@@ -299,6 +299,7 @@ class Syncer:
             runtime_update.apply(self.runtime, todo)
         except RuntimeApiError as e:
             log.warning("runtime.update_failed", error=str(e), fallback="reload")
+            self.reload_pending = True  # the file is written: HAProxy must catch up, now or later
             return None
         self._settled(plan)
         log.info("runtime.updated", slots=len(todo), backends=sorted({c.backend for c in todo})[:10])
