@@ -102,3 +102,58 @@ def test_no_reload_when_haproxy_is_not_running_yet(env):
     syncer, reloader = make(s)
     result = syncer.run()
     assert result.written and not result.reloaded and reloader.reasons == []
+
+
+def apply_unified(old_lines, diff_text):
+    """Apply a unified diff (as printed) to a list of lines; checks every context line."""
+    import re
+    out, pos, lines = [], 0, diff_text.splitlines(keepends=True)[2:]
+    i = 0
+    while i < len(lines):
+        m = re.match(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", lines[i])
+        assert m, lines[i]
+        start, length = int(m.group(1)), int(m.group(2) or 1)
+        first = start - 1 if length else start
+        out += old_lines[pos:first]
+        pos = first
+        i += 1
+        while i < len(lines) and not lines[i].startswith("@@"):
+            tag, text = lines[i][0], lines[i][1:]
+            if tag in " -":
+                assert old_lines[pos] == text, (pos, text)
+                pos += 1
+            if tag in " +":
+                out.append(text)
+            i += 1
+    return out + old_lines[pos:]
+
+
+def test_unified_diff_is_a_correct_patch_for_random_edits():
+    import random
+    rnd = random.Random(3)
+    for _ in range(500):
+        a = [f"line {rnd.randint(0, 5)}\n" for _ in range(rnd.randint(0, 40))]
+        b = list(a)
+        for _ in range(rnd.randint(0, 5)):
+            op = rnd.random()
+            if op < 0.3 and b:
+                del b[rnd.randrange(len(b))]
+            elif op < 0.6:
+                b.insert(rnd.randint(0, len(b)), f"new {rnd.randint(0, 9)}\n")
+            elif b:
+                b[rnd.randrange(len(b))] = "changed\n"
+        diff = sync.unified_diff("".join(a), "".join(b), "p")
+        assert (diff == "") == (a == b)
+        if diff:
+            assert apply_unified(a, diff) == b
+
+
+def test_unified_diff_of_a_one_line_change_in_a_big_config_is_small_and_fast():
+    import time
+    a = [f"    server s{i} 10.0.{i // 250}.{i % 250}:8080\n" for i in range(200_000)]
+    b = list(a)
+    b[123_456] = "    server s123457 10.9.9.9:8080\n"
+    started = time.monotonic()
+    diff = sync.unified_diff("".join(a), "".join(b), "p")
+    assert time.monotonic() - started < 1.0
+    assert diff.count("\n") == 2 + 1 + 7 + 1 and "@@ -123454,7 +123454,7 @@" in diff
