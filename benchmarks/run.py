@@ -393,17 +393,24 @@ def write_report(path: str, env: Dict, command: str, rows: List[Dict], latency: 
                   "for the next poll."]
     if plot:
         lines += ["", "## Plot", "", "![cycle time and memory against cluster size](%s)" % os.path.basename(plot)]
-    lines += ["", "## What was changed to reach these figures", "",
-              "- `lbsync/kube`: `Snapshot.version` is the lists' resourceVersions (plus the endpoints "
-              "mode), so an unchanged cluster costs no model, no render and no write (the poll is "
-              "still decoded: keeping the decoded lists between polls to skip that would keep ~60 MB "
-              "resident at 5,000 Services). Fields lbsync never reads (`managedFields`, "
-              "`ownerReferences`, endpoints' `targetRef`/`nodeName`/`hints`/`zone`, kubectl's "
-              "last-applied-configuration) are dropped while decoding: the decoded EndpointSliceList "
-              "of 5,000 Services shrinks from 63 to 39 MB for +0.06 s.",
-              "- <!-- lead: changes to model / endpoints / render / slots / sync go here -->", ""]
+    # the hand-written part (what was changed, what was not reached) is kept from the old file
+    lines += ["", _hand_written(path)]
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+HAND_WRITTEN = "## What was changed to reach these figures"
+
+
+def _hand_written(path: str) -> str:
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    if HAND_WRITTEN in old:
+        return old[old.index(HAND_WRITTEN):].rstrip() + "\n"
+    return HAND_WRITTEN + "\n\n(describe the changes behind these figures here)\n"
 
 
 def write_plot(path: str, rows: List[Dict]) -> None:

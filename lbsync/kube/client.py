@@ -8,16 +8,16 @@ do not permit EndpointSlices.
 """
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from lbsync.exceptions import ApiForbidden, ApiGone, ApiNotFound
 from lbsync.kube.credentials import Credentials
 from lbsync.kube.transport import Transport
+from lbsync.logs import get as get_logger
 from lbsync.snapshot import Snapshot
 
-log = logging.getLogger(__name__)
+log = get_logger("lbsync.kube")
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MAX_LIST_RESTARTS = 2  # after a 410 Gone on a continue token
@@ -80,8 +80,8 @@ class ApiSource:
                 slices = [s for s in self._list_all(SLICES, versions) if _slice_owner(s) in wanted]
             except (ApiNotFound, ApiForbidden) as e:
                 self._fallback_until = self._clock() + self._fallback_ttl
-                log.warning("EndpointSlices unavailable (HTTP %s), using v1 Endpoints for %gs: %s",
-                            e.status, self._fallback_ttl, e)
+                log.warning("api.endpointslices_unavailable", status=e.status, error=str(e),
+                            action=f"using v1 Endpoints for {self._fallback_ttl:g}s")
         mode = self.endpoints_mode
         if mode == "endpoints":
             del versions[listed:]  # drop what a failed slice list (one namespace of several) added
@@ -113,7 +113,7 @@ class ApiSource:
             except ApiGone:
                 if attempt == MAX_LIST_RESTARTS:
                     raise
-                log.info("continue token expired while listing %s; restarting the list", path)
+                log.info("api.list_restarted", path=path, reason="continue token expired (410 Gone)")
         for item in items:  # list items carry no type; kubectl dumps do, keep both sources alike
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
