@@ -12,7 +12,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from lbsync import logs, metrics as metrics_mod, settings as settings_mod, sync
 from lbsync.exceptions import ApiError, LbsyncError, ReloadFailed, RuntimeApiError, SettingsError
@@ -45,6 +45,7 @@ class Daemon:
     def loop(self) -> None:
         while not self.stop.is_set():
             delay = self.tick()
+            release_memory()
             self.wake.wait(delay)
             self.wake.clear()
 
@@ -68,25 +69,30 @@ class Daemon:
 
     def _pass(self, reason: str) -> sync.Result:
         plan = self.syncer.plan()
-        if plan is not None and plan.changed and plan.structural:
-            plan = self._settle_burst(plan)
+        if plan is not None and plan.changed and plan.structural and plan.live \
+                and self.syncer.reloader is not None:
+            seen = _fingerprint(plan)
+            plan = None  # freed before the next plan: two big plans at once double the memory
+            plan = self._settle_burst(seen)
         allow = time.monotonic() - self.last_reload >= self.settings.min_reload_interval
         result = self.syncer.run_plan(plan, reason=reason, allow_reload=allow)
         if result.reloaded:
             self.last_reload = time.monotonic()
         return result
 
-    def _settle_burst(self, plan: "sync.Plan") -> Optional["sync.Plan"]:
-        """A reload is coming: wait for a quiet period (at most batch_max_wait) to batch a burst."""
+    def _settle_burst(self, seen: Tuple[str, int]) -> Optional["sync.Plan"]:
+        """A reload is coming: wait for a quiet period (at most batch_max_wait) so that a burst
+        of changes costs one reload. None: the cluster went back to the applied state."""
         deadline = time.monotonic() + self.settings.batch_max_wait
-        while self.settings.batch_quiet > 0 and time.monotonic() < deadline:
-            if self.stop.wait(self.settings.batch_quiet):
+        while True:
+            if self.settings.batch_quiet > 0 and self.stop.wait(self.settings.batch_quiet):
                 return None
-            again = self.syncer.plan()
-            if again is None or again.text == plan.text:
-                return plan if again is not None else None
-            plan = again
-        return plan
+            plan = self.syncer.plan()
+            if plan is None or _fingerprint(plan) == seen or time.monotonic() >= deadline \
+                    or self.settings.batch_quiet <= 0:
+                return plan
+            seen = _fingerprint(plan)
+            plan = None
 
     def _succeeded(self, result: sync.Result) -> None:
         m = self.metrics
@@ -203,6 +209,28 @@ def run(settings: settings_mod.Settings, *, config_file: Optional[str] = None, a
     notify("STOPPING=1")
     log.info("daemon.stopped")
     return 0
+
+
+def _fingerprint(plan: "sync.Plan") -> Tuple[str, int]:
+    return (plan.source_version, hash(plan.text))
+
+
+def _libc_trim():
+    try:
+        import ctypes
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_TRIM = _libc_trim()
+
+
+def release_memory() -> None:
+    """Hand the free memory of a big pass back to the OS (glibc keeps it otherwise), so the
+    next poll's decoding starts from a small footprint instead of stacking on top of it."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def notify(message: str) -> bool:

@@ -25,14 +25,19 @@ class FileSource:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def fetch(self) -> Snapshot:
+    def fetch(self, *, unchanged_since: str = "") -> Snapshot:
+        """`unchanged_since`: an earlier Snapshot's version; if no file changed since, nothing
+        is parsed and the Snapshot has only that version."""
         found: Dict[str, List[dict]] = {v: [] for v in _KINDS.values()}
         files = _files(self.path)
+        version = _version(files)
+        if unchanged_since and version == unchanged_since:
+            return Snapshot(version=version)
         for path in files:
             for obj in _objects(path):
                 found[_KINDS[obj["kind"]]].append(obj)
         return Snapshot(services=tuple(found["services"]), endpoint_slices=tuple(found["endpoint_slices"]),
-                        endpoints=tuple(found["endpoints"]), version=_version(files))
+                        endpoints=tuple(found["endpoints"]), version=version)
 
     def describe(self) -> str:
         return f"file {self.path}"

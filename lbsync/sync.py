@@ -212,8 +212,9 @@ class Syncer:
     def plan(self) -> Optional[Plan]:
         """Fetch and render; None when the cluster and the live file are as last time."""
         started = time.monotonic()
-        snapshot = self.source.fetch()
         live = haproxy.read(self.path)
+        hint = self._seen[0] if self._seen is not None and self._seen[1] == live else ""
+        snapshot = self.source.fetch(unchanged_since=hint)  # with a hint, may skip decoding
         if snapshot.version and self._seen == (snapshot.version, live):
             return None  # nothing moved: no build, no render, no write
         # nothing built here forms reference cycles: the cyclic GC would only scan the

@@ -66,8 +66,43 @@ class ApiSource:
             return "endpoints"
         return "endpointslices"
 
-    def fetch(self) -> Snapshot:
-        """List Services, then their EndpointSlices (or v1 Endpoints); raises ApiError/CredentialsError."""
+    def fetch(self, *, unchanged_since: str = "") -> Snapshot:
+        """List Services, then their EndpointSlices (or v1 Endpoints); raises ApiError/CredentialsError.
+
+        `unchanged_since`: the version of an earlier Snapshot. When every list still has the
+        resourceVersion it had then, nothing is decoded and the Snapshot has no objects, only
+        that version (an unchanged 5,000-Service cluster: no 20 MB of JSON to parse).
+        """
+        if unchanged_since:
+            same = self._unchanged(unchanged_since)
+            if same is not None:
+                return same
+        return self._fetch()
+
+    def _unchanged(self, version: str) -> Optional[Snapshot]:
+        mode, _, joined = version.partition(":")
+        previous = joined.split(",")
+        if mode != self.endpoints_mode or not all(previous):
+            return None
+        requests0, bytes0 = self._transport.requests, self._transport.bytes
+        resources = [SERVICES] + [SLICES if mode == "endpointslices" else ENDPOINTS]
+        lists = [(r, ns) for r in resources for ns in (self.namespaces or (None,))]
+        if len(lists) != len(previous):
+            return None
+        for (resource, namespace), rv in zip(lists, previous):
+            params = {"limit": str(self.page_size), "resourceVersion": "0"}
+            if self.selector and resource is SERVICES:
+                params["labelSelector"] = self.selector
+            try:
+                answer = self._transport.get_list(_path(resource, namespace), params, unless_version=rv)
+            except (ApiNotFound, ApiForbidden):
+                return None  # the full listing decides about falling back to v1 Endpoints
+            if not answer.get("unchanged"):
+                return None  # something moved: the caller lists everything again
+        return Snapshot(version=version, requests=self._transport.requests - requests0,
+                        bytes=self._transport.bytes - bytes0)
+
+    def _fetch(self) -> Snapshot:
         requests0, bytes0 = self._transport.requests, self._transport.bytes
         versions: List[str] = []
         services = self._list_all(SERVICES, versions, self.selector)
@@ -104,8 +139,7 @@ class ApiSource:
         return items
 
     def _list(self, resource: Resource, namespace: Optional[str], selector: str) -> Tuple[List[Dict[str, Any]], str]:
-        prefix, plural, kind, api_version = resource
-        path = "%s/namespaces/%s/%s" % (prefix, namespace, plural) if namespace else "%s/%s" % (prefix, plural)
+        path, kind, api_version = _path(resource, namespace), resource[2], resource[3]
         for attempt in range(MAX_LIST_RESTARTS + 1):
             try:
                 items, rv = self._pages(path, selector)
@@ -140,6 +174,11 @@ class ApiSource:
             if not token:
                 return items, rv
             params = dict(base, **{"continue": str(token)})  # no resourceVersion with continue
+
+
+def _path(resource: Resource, namespace: Optional[str]) -> str:
+    prefix, plural = resource[0], resource[1]
+    return "%s/namespaces/%s/%s" % (prefix, namespace, plural) if namespace else "%s/%s" % (prefix, plural)
 
 
 def _meta(obj: Dict[str, Any], key: str) -> str:

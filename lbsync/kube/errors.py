@@ -94,26 +94,51 @@ UNUSED_KEYS = ("managedFields", "ownerReferences", "targetRef", "nodeName", "hin
 UNUSED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"  # a copy of the object
 
 
-def _slim(obj: Dict[str, Any]) -> Dict[str, Any]:
-    """json object_hook: drop UNUSED_KEYS (and kubectl's last-applied copy) from every object."""
-    for key in UNUSED_KEYS:
-        if key in obj:
-            del obj[key]
-    if UNUSED_ANNOTATION in obj:
-        del obj[UNUSED_ANNOTATION]
-    return obj
+class _Slimmer:
+    """json object_hook for one list: drops UNUSED_KEYS (and kubectl's last-applied copy), and
+    makes equal small flat objects one shared object — 50,000 endpoint `conditions` and the
+    `ports` of every slice are a handful of distinct values. lbsync never mutates them."""
+
+    def __init__(self) -> None:
+        self.shared: Dict[tuple, Dict[str, Any]] = {}
+
+    def __call__(self, obj: Dict[str, Any]) -> Dict[str, Any]:
+        for key in UNUSED_KEYS:
+            if key in obj:
+                del obj[key]
+        if UNUSED_ANNOTATION in obj:
+            del obj[UNUSED_ANNOTATION]
+        if len(obj) <= 4 and all(v is None or isinstance(v, (bool, int, str)) for v in obj.values()):
+            return self.shared.setdefault(tuple(obj.items()), obj)
+        return obj
 
 
-def parse_list(resp: requests.Response, url: str) -> Dict[str, Any]:
-    """The decoded List object of a 200 answer (without UNUSED_KEYS), or ApiMalformed."""
+_HEAD_RV = re.compile(rb'^\s*\{[^\[]*?"metadata"\s*:\s*\{([^{}]*)\}')
+_RV = re.compile(rb'"resourceVersion"\s*:\s*"([^"]*)"')
+
+
+def head_version(body: bytes) -> str:
+    """The List's own resourceVersion read from the start of its body, without decoding the
+    items: '' when it is not there (then the caller decodes). The API server writes a List's
+    `metadata` before its `items` (Go encodes struct fields in order); a list with a
+    `continue` token has more pages and gets no shortcut."""
+    m = _HEAD_RV.match(body[:4096])
+    if not m or b'"continue"' in m.group(1):
+        return ""
+    rv = _RV.search(m.group(1))
+    return rv.group(1).decode("ascii", "replace") if rv else ""
+
+
+def parse_list(text: str, resp: requests.Response, url: str) -> Dict[str, Any]:
+    """The decoded List object (without UNUSED_KEYS) of a 200 answer's `text`, or ApiMalformed."""
     try:
-        doc = json.loads(resp.content, object_hook=_slim)
+        doc = json.loads(text, object_hook=_Slimmer())
     except ValueError as e:
         raise ApiMalformed("GET %s: HTTP %d answer is not JSON (Content-Type %s): %s" % (
-            url, resp.status_code, resp.headers.get("Content-Type", "none"), snippet(resp.content)),
+            url, resp.status_code, resp.headers.get("Content-Type", "none"), snippet(text[:200].encode())),
             url=url, status=resp.status_code) from e
     if not isinstance(doc, dict) or not isinstance(doc.get("items") or [], list):
-        raise ApiMalformed("GET %s: answer is JSON but not a List object: %s" % (url, snippet(resp.content)),
+        raise ApiMalformed("GET %s: answer is JSON but not a List object: %s" % (url, snippet(text[:200].encode())),
                            url=url, status=resp.status_code)
     return doc
 

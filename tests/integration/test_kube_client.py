@@ -354,6 +354,36 @@ def test_version_changes_with_any_listed_object(fake_api, tmp_path):  # noqa: F8
     assert src.fetch().version != moved.version
 
 
+def test_unchanged_cluster_is_not_decoded_and_a_change_is(fake_api, tmp_path):  # noqa: F811
+    fake_api.populate(50, 3, namespaces=["a", "b"])
+    src = source(fake_api, tmp_path)
+    first = src.fetch()
+    same = src.fetch(unchanged_since=first.version)
+    assert same.version == first.version and same.requests == 2 and same.bytes > 0
+    assert same.services == () and same.endpoint_slices == ()  # nothing was decoded
+    fake_api.set_endpoints("b", "svc-00003", ready=["10.9.9.9"])
+    moved = src.fetch(unchanged_since=first.version)
+    assert moved.version != first.version and len(moved.services) == 50
+    assert any(e["addresses"] == ["10.9.9.9"] for sl in moved.endpoint_slices for e in sl["endpoints"] or ())
+    # per namespace, and never across an endpoints-mode change
+    per_ns = source(fake_api, tmp_path, namespaces=["a", "b"])
+    v = per_ns.fetch().version
+    assert per_ns.fetch(unchanged_since=v).services == () and per_ns.fetch(unchanged_since=v).version == v
+    fake_api.deny("endpointslices")
+    assert per_ns.fetch(unchanged_since=v).version.startswith("endpoints:")
+
+
+@pytest.mark.parametrize("body, rv", [
+    (b'{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"42"},"items":[]}', "42"),
+    (b'{"kind":"ServiceList","metadata":{"resourceVersion":"42","continue":"abc"},"items":[]}', ""),
+    (b'{"kind":"ServiceList","items":[{"metadata":{"resourceVersion":"7"}}],"metadata":{}}', ""),
+    (b'<html>not json</html>', ""),
+])
+def test_list_version_is_read_from_the_head_of_the_body(body, rv):
+    from lbsync.kube.errors import head_version
+    assert head_version(body) == rv
+
+
 def test_version_per_namespace_paged_and_fallback(fake_api, tmp_path):  # noqa: F811
     fake_api.honor_limit_with_rv0 = True
     fake_api.populate(30, 2, namespaces=["a", "b"])
