@@ -153,7 +153,7 @@ class Daemon:
         self.settings = new
         self.syncer = self.syncer_factory(new)
         # what the running HAProxy has, and whether it still owes us a reload, stays true
-        self.syncer.layout, self.syncer.reload_pending = old.layout, old.reload_pending
+        self.syncer.in_sync, self.syncer.reload_pending = old.in_sync, old.reload_pending
         log.info("settings.reloaded", config_file=self.config_file)
 
     _args = None  # the command-line flags, re-applied over a re-read settings file

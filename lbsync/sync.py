@@ -164,8 +164,13 @@ class Syncer:
         self.renderer = render.Renderer(frame_from(settings), template=settings.template,
                                         errors_dir=settings.errors_dir)
         self.options = options_from(settings)
-        self.layout: Optional[slots.Layout] = None  # what the running HAProxy has, once known
-        self._seen: Optional[Tuple[str, str]] = None  # (snapshot version, live text) of the last pass
+        # True once the running HAProxy is known to run the live file (the slot layout itself is
+        # read back from that file each pass: keeping 80,000 server objects between passes
+        # pins the memory of the whole pass that made them)
+        self.in_sync = False
+        # (snapshot version, the live file's identity) after the last pass: both unchanged
+        # means nothing to do, known without reading the file or decoding the cluster
+        self._seen: Optional[Tuple[str, Tuple[int, int, int]]] = None
         self.reload_pending = False  # the file is ahead of the running HAProxy
         self._cleaned = False
 
@@ -212,11 +217,12 @@ class Syncer:
     def plan(self) -> Optional[Plan]:
         """Fetch and render; None when the cluster and the live file are as last time."""
         started = time.monotonic()
-        live = haproxy.read(self.path)
-        hint = self._seen[0] if self._seen is not None and self._seen[1] == live else ""
+        file_id = _file_id(self.path)
+        hint = self._seen[0] if self._seen is not None and self._seen[1] == file_id else ""
         snapshot = self.source.fetch(unchanged_since=hint)  # with a hint, may skip decoding
-        if snapshot.version and self._seen == (snapshot.version, live):
+        if snapshot.version and self._seen == (snapshot.version, file_id):
             return None  # nothing moved: no build, no render, no write
+        live = haproxy.read(self.path)  # read after the poll: not held while a big list decodes
         # nothing built here forms reference cycles: the cyclic GC would only scan the
         # hundreds of thousands of fresh objects again and again (~30% of a big pass)
         cost = (snapshot.version, snapshot.requests, snapshot.bytes)
@@ -225,7 +231,7 @@ class Syncer:
         try:
             topology = model.build(snapshot, self.options)
             del snapshot  # the raw objects are done with: free them before rendering (peak memory)
-            previous = self.layout if self.layout is not None else slots.parse(live)
+            previous = slots.parse(live)
             layout = slots.layout({b.name: b.servers for b in topology.backends}, previous)
             text = self.renderer.render(topology, layout)
         finally:
@@ -236,7 +242,7 @@ class Syncer:
     def apply(self, plan: Plan, *, reason: str = "poll", allow_reload: bool = True) -> Result:
         self._guard(plan)
         fallbacks = 0
-        if not plan.structural and self.runtime is not None and self.layout is not None:
+        if not plan.structural and self.runtime is not None and self.in_sync:
             updates = self._runtime_update(plan)
             if updates is not None:
                 return plan.result(written=True, runtime_updates=updates, reason=reason)
@@ -249,8 +255,8 @@ class Syncer:
         return plan.result(written=True, reloaded=reloaded, reason=reason, runtime_fallbacks=fallbacks)
 
     def _settled(self, plan: Plan) -> None:
-        self.layout = plan.layout
-        self._seen = (plan.source_version, plan.text)
+        self.in_sync = True
+        self._seen = (plan.source_version, _file_id(self.path))
 
     def _guard(self, plan: Plan) -> None:
         """Refuse an answer that would drop most live backends at once (bad poll, not a real change)."""
@@ -276,7 +282,7 @@ class Syncer:
             self.reload_pending = False
             return False
         self.reload_pending = True
-        self.layout = None  # unknown until the new worker runs the file
+        self.in_sync = False  # unknown until the new worker runs the file
         result = self.reloader.reload(reason)
         self.reload_pending = False
         log.info("haproxy.reloaded", reason=reason, duration_s=round(result.duration_s, 3),
@@ -307,6 +313,15 @@ class Syncer:
         self._settled(plan)
         log.info("runtime.updated", slots=len(todo), backends=sorted({c.backend for c in todo})[:10])
         return len(todo)
+
+
+def _file_id(path: str) -> Tuple[int, int, int]:
+    """Identity of the live file: a rename (our atomic replace) or any edit changes it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def unified_diff(old: str, new: str, path: str, context: int = 3) -> str:

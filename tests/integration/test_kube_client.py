@@ -397,6 +397,14 @@ def test_version_per_namespace_paged_and_fallback(fake_api, tmp_path):  # noqa: 
     assert len(fallback.endpoints) == 30
 
 
+def test_endpoint_readiness_survives_slim_decoding(fake_api, tmp_path):  # noqa: F811
+    fake_api.add_service("web", "shop", [("http", 80, 8080)])
+    fake_api.set_endpoints("shop", "web", ready=["10.0.0.1"], not_ready=["10.0.0.2"], terminating=["10.0.0.3"])
+    (es,) = [s for s in source(fake_api, tmp_path).fetch().endpoint_slices if s["metadata"]["name"].startswith("web")]
+    by_ip = {e["addresses"][0]: e["conditions"] for e in es["endpoints"]}
+    assert by_ip == {"10.0.0.1": {"ready": True}, "10.0.0.2": {"ready": False}, "10.0.0.3": {"ready": False}}
+
+
 def test_fields_lbsync_never_reads_are_dropped_while_decoding(fake_api, tmp_path):  # noqa: F811
     fake_api.add_service("web", "shop", [("http", 80, 8080)], annotations={
         "serviceloadbalancer/lb.host": "web.example.com",
@@ -406,7 +414,6 @@ def test_fields_lbsync_never_reads_are_dropped_while_decoding(fake_api, tmp_path
     svc = next(s for s in snap.services if s["metadata"]["name"] == "web")
     assert svc["metadata"]["annotations"] == {"serviceloadbalancer/lb.host": "web.example.com"}
     (es,) = [s for s in snap.endpoint_slices if s["metadata"]["namespace"] == "shop"]
-    assert es["endpoints"] == [{"addresses": ["10.0.0.1"],
-                                "conditions": {"ready": True, "serving": True, "terminating": False}}]
+    assert es["endpoints"] == [{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}]  # what lbsync reads
     assert "ownerReferences" not in es["metadata"] and es["metadata"]["labels"]
 
