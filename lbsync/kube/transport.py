@@ -63,17 +63,18 @@ class Transport:
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     def get_list(self, path: str, params: Dict[str, str], *, unless_version: str = "") -> Dict[str, Any]:
-        """GET a List; raises the matching ApiError subclass on any failure. When the List's
-        resourceVersion equals `unless_version`, its items are not decoded: the answer is
-        `{"metadata": {"resourceVersion": ...}, "unchanged": True}`."""
+        """GET a List; raises the matching ApiError subclass on any failure. With
+        `unless_version`, nothing is decoded: the answer only says whether the List's
+        resourceVersion is still that one (`{"unchanged": True|False, ...}`)."""
         url = self.display_url(path)
         resp = self._get(path, params, url)
         if resp.status_code == 401 and self.credentials.refresh():
             resp = self._get(path, params, url)
         if resp.status_code != 200:
             raise errors.from_response(resp, url)
-        if unless_version and errors.head_version(resp.content) == unless_version:
-            return {"metadata": {"resourceVersion": unless_version}, "unchanged": True}
+        if unless_version:  # only asking "did it change?": never decode, the caller lists again
+            same = errors.head_version(resp.content) == unless_version
+            return {"metadata": {"resourceVersion": unless_version if same else ""}, "unchanged": same}
         text = resp.content.decode("utf-8", "replace")
         resp._content = b""  # the bytes are not needed once decoded: 20 MB less at the peak of a big list
         return errors.parse_list(text, resp, url)
