@@ -89,7 +89,9 @@ class ApiSource:
         lists = [(r, ns) for r in resources for ns in (self.namespaces or (None,))]
         if len(lists) != len(previous):
             return None
-        for (resource, namespace), rv in zip(lists, previous):
+        # endpoints change far more often than Services: ask about them first, so that the
+        # common change costs one extra download, not two
+        for (resource, namespace), rv in sorted(zip(lists, previous), key=lambda x: x[0][0] is SERVICES):
             params = {"limit": str(self.page_size), "resourceVersion": "0"}
             if self.selector and resource is SERVICES:
                 params["labelSelector"] = self.selector
