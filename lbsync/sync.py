@@ -329,6 +329,8 @@ def unified_diff(old: str, new: str, path: str, context: int = 3) -> str:
     difflib sees them (its cost grows faster than linearly: 1.1 s for a one-line change in
     a 200,000-line config without the cut), and hunk headers are shifted back."""
     a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    if not a or not b:  # a first config (or an emptied one): one hunk, no matching to do
+        return _whole(a, b, path) if a != b else ""
     head = _common(a, b)
     tail = _common(a[:head - 1:-1] if head else a[::-1], b[:head - 1:-1] if head else b[::-1])
     start = max(0, head - context)
@@ -336,6 +338,14 @@ def unified_diff(old: str, new: str, path: str, context: int = 3) -> str:
     lines = difflib.unified_diff(a_mid, b_mid, fromfile=path, tofile=path + " (new)", n=context)
     return "".join(_HUNK.sub(lambda m: _shift(m, start), line) if line.startswith("@@") else line
                    for line in lines)
+
+
+def _whole(a: list, b: list, path: str) -> str:
+    """What difflib prints when one side is empty, without its cost (0.4 s for 200,000 lines)."""
+    def span(lines: list) -> str:
+        return "0,0" if not lines else "1" if len(lines) == 1 else f"1,{len(lines)}"
+    body = "".join("-" + line for line in a) + "".join("+" + line for line in b)
+    return f"--- {path}\n+++ {path} (new)\n@@ -{span(a)} +{span(b)} @@\n{body}"
 
 
 def _common(a: list, b: list) -> int:

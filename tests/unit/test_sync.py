@@ -157,3 +157,11 @@ def test_unified_diff_of_a_one_line_change_in_a_big_config_is_small_and_fast():
     diff = sync.unified_diff("".join(a), "".join(b), "p")
     assert time.monotonic() - started < 1.0
     assert diff.count("\n") == 2 + 1 + 7 + 1 and "@@ -123454,7 +123454,7 @@" in diff
+
+
+@pytest.mark.parametrize("old, new", [("", "x\n"), ("", "x\ny\n"), ("x\ny\n", ""), ("x\n", ""), ("", "x\ny")])
+def test_diff_against_an_empty_file_is_what_difflib_prints(old, new):
+    import difflib
+    expected = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                            fromfile="p", tofile="p (new)"))
+    assert sync.unified_diff(old, new, "p") == expected
