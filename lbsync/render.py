@@ -35,8 +35,8 @@ def word(value: object) -> str:
 
 
 def addr(server: Server) -> str:
-    host = f"[{server.address}]" if server.ipv6 else server.address
-    return word(f"{host}:{server.port}")
+    """Template filter for templates of one's own that loop over `b.slots`."""
+    return word(_address(server))
 
 
 def bundled_dir(kind: str) -> str:
