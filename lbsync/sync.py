@@ -8,6 +8,7 @@ otherwise. A dry run takes the same path and stops before the first write.
 from __future__ import annotations
 
 import difflib
+import functools
 import gc
 import os
 import re
@@ -126,9 +127,10 @@ class Plan:
     def changed(self) -> bool:
         return self.text != self.live
 
-    @property
+    @functools.cached_property
     def structural(self) -> bool:
-        """True unless only Pods moved between existing server slots."""
+        """True unless only Pods moved between existing server slots (masks two whole
+        configs: computed once per plan, however often it is asked)."""
         return (not slots.same_shape(self.previous, self.layout)
                 or slots.mask_servers(self.text) != slots.mask_servers(self.live))
 
@@ -249,7 +251,8 @@ class Syncer:
             fallbacks = 1
         if not allow_reload and self.reloader is not None:
             return plan.result(reason="deferred: reload rate limit")
-        self._write(plan.text, plan.live)
+        # after a refused runtime update the file is already written: no second stage and check
+        self._write(plan.text, plan.text if fallbacks else plan.live)
         reloaded = self._reload(f"{reason}: {plan.why()}" if plan.live else f"{reason}: first config")
         self._settled(plan)
         return plan.result(written=True, reloaded=reloaded, reason=reason, runtime_fallbacks=fallbacks)

@@ -1,5 +1,4 @@
 """The daemon against the fake API server: outages, bad answers, token rotation, the shrink guard."""
-import os
 import shutil
 import time
 
