@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from lbsync.haproxy.check import check_config, version
 from lbsync.haproxy.files import commit, discard, read, replace, stage
-from lbsync.haproxy.reload import (CommandReloader, MasterSocketReloader, ProcState, Reloader,
+from lbsync.haproxy.reload import (MasterSocketReloader, ProcState, Reloader,
                                    ReloadResult, SignalReloader, master_command, parse_show_proc,
                                    show_proc)
+from lbsync.haproxy.reload_command import CommandReloader
 from lbsync.haproxy.runtime import RuntimeApi
 
 __all__ = [

@@ -11,19 +11,18 @@ worker serving, and HAProxy says so differently per version:
 * 2.7+: `reload` answers `Success=1` or `Success=0`, then `--` and the startup log.
 
 Three ways to trigger the reload: the master CLI (preferred), SIGUSR2 to the master
-from its pid file, or an operator-supplied command such as `systemctl reload haproxy`.
+from its pid file, or an operator-supplied command such as `systemctl reload haproxy`
+(lbsync.haproxy.reload_command).
 """
 from __future__ import annotations
 
 import errno
 import os
 import re
-import shlex
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Protocol, Tuple
 
 from lbsync.exceptions import HAProxyCheckFailed, HAProxyError, ReloadFailed
 from lbsync.haproxy.check import check_config
@@ -100,7 +99,7 @@ def show_proc(socket_path: str, timeout: float = 5.0) -> ProcState:
     return parse_show_proc(master_command(socket_path, "show proc", timeout))
 
 
-def _tail(text: str, lines: int = OUTPUT_TAIL) -> str:
+def tail_lines(text: str, lines: int = OUTPUT_TAIL) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
@@ -128,7 +127,7 @@ def _explain(socket_path: str, config_path: Optional[str], binary: str) -> str:
             return str(exc)
         return (f"`haproxy -c` accepts {config_path}: the failure happened at startup "
                 "(e.g. a bind or a file); see HAProxy's own log")
-    return _tail(log)
+    return tail_lines(log)
 
 
 def await_takeover(socket_path: str, before: ProcState, deadline: float) -> ProcState:
@@ -194,13 +193,34 @@ class MasterSocketReloader(_Confirming):
             answer = master_command(self.socket_path, "reload", self.timeout)
         except HAProxyError as exc:
             raise ReloadFailed(f"reload ({reason}) not sent: {exc}") from exc
-        success = _SUCCESS.search(answer)
-        if success is not None and success.group(1) == "0":  # 2.7+ answers with the log
-            log = answer.split("--", 1)[-1]
-            alerts = [line for line in log.splitlines() if line.startswith("[ALERT]")]
-            raise ReloadFailed(f"HAProxy rejected the reload ({reason}):\n"
-                               + ("\n".join(alerts) or _tail(log)))
+        if reload_status(answer) is False:
+            raise ReloadFailed(f"HAProxy rejected the reload ({reason}); worker(s) "
+                               f"{list(self._serving(before))} keep serving:\n{_reload_log(answer)}")
         return self._confirm(before, started, reason)
+
+    def _serving(self, before: ProcState) -> Tuple[int, ...]:
+        """The current workers after a rejected reload (those from before if unreadable)."""
+        try:
+            return show_proc(self.socket_path, self.timeout).workers
+        except HAProxyError:
+            return before.workers
+
+
+def reload_status(answer: str) -> Optional[bool]:
+    """The master CLI's answer to `reload`, as the management guide defines it per version.
+
+    2.7+: a first line `Success=1` or `Success=0`, then `--` and the startup log.
+    2.6: nothing at all (None): the caller must watch `show proc` instead.
+    """
+    success = _SUCCESS.search(answer)
+    return None if success is None else success.group(1) == "1"
+
+
+def _reload_log(answer: str) -> str:
+    """HAProxy's reason from a 2.7+ reload answer: its [ALERT] lines, else the log's tail."""
+    log = answer.split("--", 1)[-1]
+    alerts = [line for line in log.splitlines() if line.startswith("[ALERT]")]
+    return "\n".join(alerts) or tail_lines(log) or "(no startup log: HAProxy built without USE_SHM_OPEN?)"
 
 
 def read_pidfile(pidfile: str) -> int:
@@ -248,49 +268,3 @@ class SignalReloader(_Confirming):
             return ReloadResult(True, time.monotonic() - started, (), (),
                                 f"SIGUSR2 sent to master {pid} ({reason}); not confirmed")
         return self._confirm(before, started, reason)
-
-
-class CommandReloader:
-    """Runs an operator-supplied reload command; a string goes through /bin/sh."""
-
-    def __init__(self, command: Union[str, Sequence[str]], *, timeout: float = 30.0) -> None:
-        self.argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        self.display = command if isinstance(command, str) else shlex.join(self.argv)
-        self.timeout = timeout
-
-    def reload(self, reason: str) -> ReloadResult:
-        started = time.monotonic()
-        try:
-            proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as exc:
-            raise ReloadFailed(f"cannot run reload command `{self.display}`: {exc.strerror}") from exc
-        try:
-            out, _ = proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            out = self._kill(proc)
-            raise ReloadFailed(f"reload command `{self.display}` timed out after {self.timeout:g}s"
-                               + self._output(out)) from None
-        if proc.returncode != 0:
-            raise ReloadFailed(f"reload command `{self.display}` exited with {proc.returncode}"
-                               + self._output(out))
-        return ReloadResult(True, time.monotonic() - started, (), (),
-                            f"`{self.display}` succeeded ({reason})" + self._output(out))
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen) -> bytes:
-        """Kill the command and everything it started; return what it printed."""
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            out, _ = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:  # a grandchild escaped the group and holds the pipe
-            return b""
-        return out or b""
-
-    @staticmethod
-    def _output(out: Optional[bytes]) -> str:
-        text = _tail((out or b"").decode("utf-8", "replace"))
-        return f":\n{text}" if text else ""

@@ -2,9 +2,11 @@
 
 Endpoint churn is applied through the Runtime API (the admin-level `stats socket`):
 `set server be/srv addr ...` and `set server be/srv state ...`. HAProxy answers
-these in free text, so every answer is checked against what success looks like;
-anything else raises RuntimeApiError carrying the command and the answer, and the
-caller falls back to a full reload. One command per connection: HAProxy answers
+these in free text whose wording changes between versions, so success is judged by
+what the management guide defines: `set server ... state` answers nothing on success,
+and after `set server ... addr` the server must hold the address in `show servers
+state`. Anything else raises RuntimeApiError carrying the command and HAProxy's answer,
+and the caller falls back to a full reload. One command per connection: HAProxy answers
 and closes once the client half-closes, and no answer can be attributed to the
 wrong command.
 """
@@ -26,6 +28,7 @@ _DRAIN_BITS = 0x08 | 0x10          # forced, inherited
 _ERRORS = ("Unknown command", "No such", "Can't find", "Permission denied", "Invalid",
            "expects", "Require", "not found", "Missing", "error", "failed", "Unexpected")
 _FORBIDDEN = set(" \t\r\n;#\\")
+SETTLE_S = 0.5  # how long an address change may take to show in `show servers state`
 
 
 def read_all(sock: socket.socket, deadline: float) -> bytes:
@@ -59,6 +62,11 @@ def _name(kind: str, value: str) -> str:
 def _looks_refused(answer: str) -> bool:
     first = answer.strip().splitlines()[0] if answer.strip() else ""
     return any(marker.lower() in first.lower() for marker in _ERRORS)
+
+
+def _matches(held: Optional[Tuple[str, Optional[int]]], wanted: Tuple[str, Optional[int]]) -> bool:
+    """`held` (address, port) is `wanted`; a wanted port of None means any port."""
+    return held is not None and held[0] == wanted[0] and wanted[1] in (None, held[1])
 
 
 def admin_state(flags: int) -> str:
@@ -132,7 +140,13 @@ class RuntimeApi:
         return RuntimeApiError(f"runtime API refused `{cmd}`: {answer.strip() or '(empty answer)'}")
 
     def set_server_addr(self, backend: str, server: str, ip: str, port: Optional[int] = None) -> str:
-        """`set server be/srv addr IP [port P]` (IPv4 or IPv6); returns HAProxy's answer."""
+        """`set server be/srv addr IP [port P]` (IPv4 or IPv6); returns HAProxy's answer.
+
+        The management guide defines no answer for this command, and the wording differs
+        per version (an address already set: 2.6 "no need to change the addr", 3.x
+        "nothing changed"). So success is what the server holds afterwards, read back from
+        `show servers state` (a defined format): an unchanged address is a success.
+        """
         addr = ipaddress.ip_address(ip)  # ValueError for a hostname or garbage
         cmd = f"set server {_name('backend', backend)}/{_name('server', server)} addr {addr.compressed}"
         if port is not None:
@@ -140,9 +154,38 @@ class RuntimeApi:
                 raise ValueError(f"invalid port: {port!r}")
             cmd += f" port {int(port)}"
         answer = self.raw(cmd)
-        if "changed from" not in answer and "no need to change" not in answer:
-            raise self._error(cmd, answer)
+        wanted = (addr.compressed, None if port is None else int(port))
+        held = self._settled(backend, server, wanted)
+        if not _matches(held, wanted):
+            shown = f"it holds {held[0]} port {held[1]}" if held else "no such server shown"
+            raise RuntimeApiError(f"runtime API refused `{cmd}`: {answer.strip() or '(empty answer)'}"
+                                  f" ({shown} by `show servers state {backend}`)")
         return answer.strip()
+
+    def _settled(self, backend: str, server: str,
+                 wanted: Tuple[str, Optional[int]]) -> Optional[Tuple[str, Optional[int]]]:
+        """What the server holds: once it is `wanted`, or when SETTLE_S is up (3.x applies an
+        address change just after answering, within a millisecond here)."""
+        deadline = time.monotonic() + min(self.timeout, SETTLE_S)
+        while True:
+            held = self._holds(backend, server)
+            if held is None or _matches(held, wanted) or time.monotonic() >= deadline:
+                return held
+            time.sleep(0.002)
+
+    def _holds(self, backend: str, server: str) -> Optional[Tuple[str, Optional[int]]]:
+        """(address, port) the running server has, None if HAProxy shows no such server."""
+        try:
+            rows = [row for row in self.servers(backend) if row["name"] == server]
+        except RuntimeApiError:
+            return None
+        if not rows:
+            return None
+        try:
+            port = rows[0]["port"]
+            return ipaddress.ip_address(str(rows[0]["addr"])).compressed, port if isinstance(port, int) else None
+        except ValueError:
+            return None
 
     def set_server_state(self, backend: str, server: str, state: str) -> None:
         """`set server be/srv state ready|drain|maint`; HAProxy answers nothing on success."""

@@ -10,13 +10,14 @@ lbsync.haproxy, so the tests do not check lbsync with lbsync's own parser.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 HAPROXY = os.environ.get("TEST_HAPROXY_BINARY") or shutil.which("haproxy") or "/usr/sbin/haproxy"
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; stay clear of it
@@ -24,6 +25,15 @@ _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; stay clear of it
 
 def haproxy_available() -> bool:
     return os.access(HAPROXY, os.X_OK)
+
+
+def haproxy_version() -> Tuple[int, int]:
+    """(major, minor) of the binary the tests run, from `haproxy -v`."""
+    out = subprocess.run([HAPROXY, "-v"], capture_output=True, text=True, timeout=10).stdout
+    match = re.search(r"version (\d+)\.(\d+)", out)
+    if match is None:
+        raise RuntimeError(f"cannot read the version from `{HAPROXY} -v`: {out[:200]!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 def unix_command(path: str, cmd: str, timeout: float = 5.0) -> str:

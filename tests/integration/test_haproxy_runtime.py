@@ -47,9 +47,9 @@ def test_initial_state(env):
 
 def test_fill_slot_then_drain_and_maint(env):
     _, api, port, one, two = env
-    answer = api.set_server_addr("be", "s2", "127.0.0.1", two.port)
-    assert "changed from" in answer
-    assert "no need to change" in api.set_server_addr("be", "s2", "127.0.0.1", two.port)
+    assert api.set_server_addr("be", "s2", "127.0.0.1", two.port)  # HAProxy's answer, for the log
+    assert (_by_name(api)["s2"]["addr"], _by_name(api)["s2"]["port"]) == ("127.0.0.1", two.port)
+    api.set_server_addr("be", "s2", "127.0.0.1", two.port)  # unchanged: no error either
     api.set_server_state("be", "s2", "ready")
     s2 = _by_name(api)["s2"]
     assert (s2["port"], s2["admin_state"]) == (two.port, "ready")
@@ -71,7 +71,20 @@ def test_ipv6_address(env):
     s2 = _by_name(api)["s2"]
     assert (s2["addr"], s2["port"]) == ("::1", 8443)
     api.set_server_addr("be", "s2", "0:0:0:0:0:0:0:1")  # sent compressed, port unchanged
-    assert _by_name(api)["s2"]["port"] == 8443
+    s2 = _by_name(api)["s2"]
+    assert (s2["addr"], s2["port"]) == ("::1", 8443)
+
+
+@pytest.mark.parametrize("ip, port", [("127.0.0.1", None), ("127.0.0.1", 1)])
+def test_unchanged_address_is_a_success(env, ip, port):
+    """An address already set is worded differently per version (2.6 "no need to change",
+    3.x "nothing changed"); either way the server holds it, so it is no refusal."""
+    _, api, _, _, _ = env
+    before = _by_name(api)["s2"]
+    api.set_server_addr("be", "s2", ip, port)
+    after = _by_name(api)["s2"]
+    assert (after["addr"], after["port"], after["admin_state"]) == ("127.0.0.1", 1, "maint")
+    assert after["srv_id"] == before["srv_id"]
 
 
 def test_ipv6_backend_gets_traffic(env):
