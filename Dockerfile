@@ -1,6 +1,7 @@
 # The lbsync image: lbsync and Debian's haproxy package. lbsync runs `haproxy -c` on
 # every config before it goes live, so the binary must be in this image; HAProxy
-# itself runs from its own image in the Pod (see deploy/kubernetes/).
+# itself runs from its own image in the Pod (see deploy/kubernetes/): haproxy:3.0.11,
+# pinned to 3.0, the major version CI tests besides this image's 2.6.
 #
 #   docker build -t registry.example.com/lbsync:0.1.0 .
 #

@@ -41,11 +41,8 @@ APT_OPTS=(
   -o "APT::Get::List-Cleanup=0"
 )
 
-cached_any() {  # newest binary already built for this suite's major, if the network is gone
-  ls -d "$CACHE"/haproxy-*/haproxy 2>/dev/null | grep -F "/haproxy-$1" | sort -V | tail -n1
-}
-
-if ! apt-get "${APT_OPTS[@]}" update >>"$LOG" 2>&1; then
+# apt-get update exits 0 when an index fails to download ("ignored"): look at what it said
+if ! apt-get "${APT_OPTS[@]}" update >>"$LOG" 2>&1 || grep -q '^[EW]: Failed to fetch' "$LOG"; then
   prev="$(cat "$CACHE/latest-$SUITE" 2>/dev/null || true)"
   if [ -n "$prev" ] && [ -x "$CACHE/haproxy-$prev/haproxy" ]; then
     echo "note: apt-get update failed; reusing cached HAProxy $prev" >&2
@@ -53,7 +50,7 @@ if ! apt-get "${APT_OPTS[@]}" update >>"$LOG" 2>&1; then
   fi
   unavailable "apt-get update of the private deb-src list failed"
 fi
-VERSION="$(apt-cache "${APT_OPTS[@]}" showsrc haproxy 2>>"$LOG" \
+VERSION="$( (apt-cache "${APT_OPTS[@]}" showsrc haproxy 2>>"$LOG" || true) \
   | awk '/^Version:/ {print $2}' | sort -V | tail -n1)"
 [ -n "$VERSION" ] || unavailable "no haproxy source package in $SUITE"
 BIN="$CACHE/haproxy-$VERSION/haproxy"

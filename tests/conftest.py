@@ -1,2 +1,36 @@
-"""Fixtures shared by every test module: the fake Kubernetes API server (plain and TLS)."""
+"""Fixtures shared by every test module (the fake Kubernetes API server, plain and TLS), and the
+`haproxy` marker: every test that runs the haproxy binary gets it, without anyone writing it.
+
+scripts/test-matrix.sh runs the whole suite against Debian's HAProxy, then `-m haproxy` again
+against another version. A test is marked when its module uses tests.helpers.haproxy_proc, when
+it carries @pytest.mark.haproxy, or when the first run saw it start haproxy: that run puts a
+recording `haproxy` first on PATH and names the file of node ids in LBSYNC_HAPROXY_TESTS.
+"""
+import os
+
+import pytest
+
 from tests.fakeapi.fixtures import fake_api, fake_api_tls, fake_tls_material  # noqa: F401
+
+HELPERS = "tests.helpers.haproxy_proc"
+
+
+def _uses_helpers(module) -> bool:
+    return any(getattr(value, "__module__", None) == HELPERS or getattr(value, "__name__", None) == HELPERS
+               for value in vars(module).values())
+
+
+def _recorded() -> set:
+    path = os.environ.get("LBSYNC_HAPROXY_TESTS")
+    if not path or not os.path.exists(path):
+        return set()
+    with open(path, encoding="utf-8") as fh:
+        return {line.strip() for line in fh if line.strip()}
+
+
+def pytest_collection_modifyitems(config, items):
+    recorded = _recorded()
+    for item in items:
+        module = getattr(item, "module", None)
+        if item.nodeid in recorded or (module is not None and _uses_helpers(module)):
+            item.add_marker(pytest.mark.haproxy)
