@@ -8,7 +8,7 @@
 # so the machine's own apt sources are never touched; Debian 12's -dev packages are
 # installed with the ordinary apt-get.  The binary is cached outside the clone, keyed by
 # the source package version:
-#   ${LBSYNC_CACHE:-/var/cache/lbsync}/haproxy-<version>/haproxy
+#   ${BUILD_HAPROXY_CACHE:-/var/cache/lbsync}/haproxy-<version>/haproxy
 # so a second run on the same machine reuses it (no download, no build).
 #
 # When the source cannot be fetched or built, prints ONE line on stderr starting with
@@ -17,8 +17,8 @@
 set -euo pipefail
 
 SUITE="${1:-trixie}"
-MIRROR="${LBSYNC_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-CACHE="${LBSYNC_CACHE:-/var/cache/lbsync}"
+MIRROR="${BUILD_HAPROXY_MIRROR:-http://deb.debian.org/debian}"
+CACHE="${BUILD_HAPROXY_CACHE:-/var/cache/lbsync}"
 APTDIR="$CACHE/apt-$SUITE"
 LOG="$CACHE/build-$SUITE.log"
 MAKE_OPTS=(TARGET=linux-glibc USE_OPENSSL=1 USE_PCRE2=1 USE_PCRE2_JIT=1 USE_LUA=1 USE_PROMEX=1)

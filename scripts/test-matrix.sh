@@ -18,12 +18,12 @@ REAL="$(command -v haproxy)" || { echo "test-matrix: no haproxy on PATH" >&2; ex
 TMP="$(mktemp -d /tmp/lbsync-matrix.XXXXXX)"
 trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/record" "$TMP/v3"
-export LBSYNC_HAPROXY_TESTS="$TMP/haproxy-tests"
-: >"$LBSYNC_HAPROXY_TESTS"
+export TEST_HAPROXY_RECORD="$TMP/haproxy-tests"
+: >"$TEST_HAPROXY_RECORD"
 cat >"$TMP/record/haproxy" <<EOF
 #!/bin/sh
 # records the running test's node id (PYTEST_CURRENT_TEST without its " (phase)")
-[ -n "\${PYTEST_CURRENT_TEST:-}" ] && printf '%s\n' "\${PYTEST_CURRENT_TEST% (*)}" >>"$LBSYNC_HAPROXY_TESTS"
+[ -n "\${PYTEST_CURRENT_TEST:-}" ] && printf '%s\n' "\${PYTEST_CURRENT_TEST% (*)}" >>"$TEST_HAPROXY_RECORD"
 exec "$REAL" "\$@"
 EOF
 chmod +x "$TMP/record/haproxy"

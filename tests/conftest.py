@@ -4,7 +4,7 @@
 scripts/test-matrix.sh runs the whole suite against Debian's HAProxy, then `-m haproxy` again
 against another version. A test is marked when its module uses tests.helpers.haproxy_proc, when
 it carries @pytest.mark.haproxy, or when the first run saw it start haproxy: that run puts a
-recording `haproxy` first on PATH and names the file of node ids in LBSYNC_HAPROXY_TESTS.
+recording `haproxy` first on PATH and names the file of node ids in TEST_HAPROXY_RECORD.
 """
 import os
 
@@ -21,7 +21,7 @@ def _uses_helpers(module) -> bool:
 
 
 def _recorded() -> set:
-    path = os.environ.get("LBSYNC_HAPROXY_TESTS")
+    path = os.environ.get("TEST_HAPROXY_RECORD")
     if not path or not os.path.exists(path):
         return set()
     with open(path, encoding="utf-8") as fh:
