@@ -30,7 +30,16 @@ PORT_NAME = re.compile(rf"^{_LABEL}$")  # Service port names are DNS labels
 
 
 class Invalid(ValueError):
-    """An annotation value failed validation; str() is the reason."""
+    """An annotation value failed validation.
+
+    `why` never contains the value, so it may be shown to anyone (a Kubernetes Event);
+    `shown` is the value, quoted and cut short, for lbsync's own log; str() is both.
+    """
+
+    def __init__(self, why: str, value: object = None) -> None:
+        self.why = why
+        self.shown = show(value) if value is not None else ""
+        super().__init__(f"{self.shown} {why}" if self.shown else why)
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,12 @@ class TcpExpose:
 
 def _check_text(value: str) -> str:
     if not isinstance(value, str):
-        raise Invalid(f"must be a string, not {type(value).__name__}")
+        raise Invalid(f"must be a string, not {type(value).__name__}", value)
     if len(value) > MAX_VALUE:
-        raise Invalid(f"too long ({len(value)} characters, at most {MAX_VALUE})")
+        raise Invalid(f"too long ({len(value)} characters, at most {MAX_VALUE})", value)
     value = value.strip()  # YAML block scalars add a trailing newline: harmless once trimmed
     if not value.isascii() or any(not ch.isprintable() for ch in value):
-        raise Invalid("contains control or non-ASCII characters")
+        raise Invalid("contains control or non-ASCII characters", value)
     return value
 
 
@@ -56,7 +65,7 @@ def boolean(value: str) -> bool:
     text = _check_text(value).lower()
     if text in ("true", "false"):
         return text == "true"
-    raise Invalid(f'{_show(value)} is not "true" or "false"')
+    raise Invalid('is not "true" or "false"', value)
 
 
 def hosts(value: str) -> Tuple[str, ...]:
@@ -67,7 +76,7 @@ def hosts(value: str) -> Tuple[str, ...]:
         if not host:
             continue
         if len(host) > 253 or not _HOST.match(host):
-            raise Invalid(f"{_show(raw.strip())} is not a valid host name (RFC 1123, optional leading *.)")
+            raise Invalid("is not a valid host name (RFC 1123, optional leading *.)", raw.strip())
         if host not in out:
             out.append(host)
     if not out:
@@ -82,22 +91,22 @@ def path_prefix(value: str) -> Optional[str]:
         return None
     text = text.rstrip("/") if text != "/" else text
     if len(text) > 200 or not _PATH.match(text) or any(set(seg) == {"."} for seg in text.split("/")):
-        raise Invalid(f"{_show(value)} is not a path prefix like /name (letters, digits, . _ ~ - and /; "
-                      "no . or .. segments)")
+        raise Invalid("is not a path prefix like /name (letters, digits, . _ ~ - and /; "
+                      "no . or .. segments)", value)
     return text
 
 
 def check_path(value: str) -> str:
     text = _check_text(value)
     if len(text) > 200 or not _CHECK_PATH.match(text):
-        raise Invalid(f"{_show(value)} is not an absolute URL path (e.g. /health)")
+        raise Invalid("is not an absolute URL path (e.g. /health)", value)
     return text
 
 
 def algorithm(value: str) -> str:
     text = _check_text(value).lower()
     if text not in ALGORITHMS:
-        raise Invalid(f"{_show(value)} is not one of {', '.join(ALGORITHMS)}")
+        raise Invalid(f"is not one of {', '.join(ALGORITHMS)}", value)
     return text
 
 
@@ -106,10 +115,10 @@ def duration_ms(value: str, *, low: int = 100, high: int = 3600_000) -> int:
     text = _check_text(value)
     m = _DURATION.match(text)
     if not m:
-        raise Invalid(f"{_show(value)} is not a duration with a unit (e.g. 500ms, 5s, 1m)")
+        raise Invalid("is not a duration with a unit (e.g. 500ms, 5s, 1m)", value)
     ms = int(m.group(1)) * {"ms": 1, "s": 1000, "m": 60000}[m.group(2)]
     if not low <= ms <= high:
-        raise Invalid(f"{_show(value)} is outside {low}ms..{high // 60000}m")
+        raise Invalid(f"is outside {low}ms..{high // 60000}m", value)
     return ms
 
 
@@ -133,13 +142,13 @@ def port_ref(value: str) -> str:
     if value.isdigit():
         port_number(value)
     elif not PORT_NAME.match(value):
-        raise Invalid(f"{_show(value)} is not a port number or port name")
+        raise Invalid("is not a port number or port name", value)
     return value
 
 
 def port_number(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise Invalid(f"{_show(value)} is not a port number (1-65535)")
+        raise Invalid("is not a port number (1-65535)", value)
     return int(value)
 
 
@@ -167,7 +176,7 @@ def split(annotations: Mapping[str, object]) -> Tuple[Dict[str, str], Dict[str, 
     return service, per_port, unknown
 
 
-def _show(value: object) -> str:
+def show(value: object) -> str:
     """A value quoted for a log line, cut short: never echo 100 kB of hostile text."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "...'"

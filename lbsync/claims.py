@@ -42,7 +42,7 @@ class _Claims:
             holder = self._claim(("port", str(b.listen_port)), who)
             if holder:
                 report(ann.PREFIX + "lb.tcp", f"port {b.listen_port} is already taken by {holder}; "
-                       "left out")
+                       "left out", code="TCPPortConflictLost")
                 return None
             return b
         hosts = tuple(h for h in b.hosts if not self._lost(("host:" + b.frontend, h), who, report, "host"))
@@ -50,7 +50,8 @@ class _Claims:
         if prefix and self._lost(("prefix:" + b.frontend, prefix), who, report, "path prefix"):
             prefix = None
         if not hosts and not prefix:
-            report("", f"port {b.port} has no host and no path prefix left to route by; left out")
+            report("", f"port {b.port} has no host and no path prefix left to route by; left out",
+                   code="NoRouteLeft")
             return None
         return replace(b, hosts=hosts, path_prefix=prefix, name=self._name(b, hosts, who))
 
@@ -59,7 +60,8 @@ class _Claims:
         if holder:
             report(ann.PREFIX + ("lb.host" if what == "host" else "lb.path-prefix"),
                    f"{what} {key[1]} on {key[0].split(':')[1]} is already claimed by {holder} "
-                   f"(older); {who} does not get it")
+                   f"(older); {who} does not get it",
+                   code="HostConflictLost" if what == "host" else "PathPrefixConflictLost")
         return holder is not None
 
     def _name(self, b: Backend, hosts: Tuple[str, ...], who: str) -> str:

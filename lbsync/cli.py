@@ -71,6 +71,7 @@ def report(result) -> None:
     log = logs.get("lbsync")
     for p in result.problems:
         (log.warning if p.level == "warning" else log.info)(
-            "service.problem", namespace=p.namespace, service=p.service, annotation=p.annotation or None, reason=p.reason)
+            "service.problem", namespace=p.namespace, service=p.service, code=p.code,
+            annotation=p.annotation or None, reason=p.reason, value=p.value or None)
     log.info("sync.done", changed=result.changed, written=result.written, reloaded=result.reloaded,
              backends=result.backends, servers=result.servers, duration_s=round(result.duration_s, 4))

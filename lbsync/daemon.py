@@ -164,8 +164,8 @@ class Daemon:
         for p in result.problems:
             if p not in self.reported:
                 (log.warning if p.level == "warning" else log.info)(
-                    "service.problem", namespace=p.namespace, service=p.service,
-                    annotation=p.annotation or None, reason=p.reason)
+                    "service.problem", namespace=p.namespace, service=p.service, code=p.code,
+                    annotation=p.annotation or None, reason=p.reason, value=p.value or None)
         self.reported = current
 
     # --- outside events ---------------------------------------------------------------

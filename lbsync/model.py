@@ -27,7 +27,8 @@ def build(snapshot: Snapshot, options: Options = Options()) -> Topology:
     ready = endpoints.index(snapshot, deny=_networks(options.deny_networks), denied=denied)
     for (ns, name), addresses in sorted(denied.items()):
         problems.append(Problem(ns, name, "", f"endpoint addresses {', '.join(sorted(addresses)[:5])} are in "
-                                "deny_networks (loopback, link-local, multicast); not served"))
+                                "deny_networks (loopback, link-local, multicast); not served",
+                                code="EndpointsInDeniedNetwork"))
     routes: List[Route] = []
     for svc in sorted(snapshot.services, key=_age_key):
         routes.extend(_service_routes(svc, ready, options, problems))
@@ -52,7 +53,7 @@ def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
     ns, name = meta.get("namespace") or "default", meta.get("name")
     if not (ann.dns_label(ns) and ann.dns_label(name) and name[0].isalpha()):
         problems.append(Problem(str(ns)[:63], str(name)[:63], "", "namespace or name is not a valid "
-                                "Kubernetes name; Service left out"))
+                                "Kubernetes name; Service left out", code="InvalidServiceName"))
         return []
     raw = meta.get("annotations") or {}
     if not isinstance(raw, dict):
@@ -62,7 +63,8 @@ def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
         return []
     spec = svc.get("spec") or {}
     if spec.get("type") == "ExternalName":
-        report("", "ExternalName Service has no endpoints to balance; left out", "info")
+        report("", "ExternalName Service has no endpoints to balance; left out", "info",
+               code="ExternalNameNotBalanced")
         return []
     conf = _ServiceConf.parse(raw, spec.get("ports") or [], options, report)
     created = str(meta.get("creationTimestamp") or "9999")
@@ -76,23 +78,26 @@ def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
 
 def _published(ns: str, name: str, raw: dict, options: Options, report: Reporter) -> bool:
     if ns in options.exclude_namespaces or f"{ns}/{name}" in options.exclude_services:
-        report("", "excluded by settings (exclude_namespaces / exclude_services)", "info")
+        report("", "excluded by settings (exclude_namespaces / exclude_services)", "info",
+               code="ExcludedBySettings")
         return False
-    for key, when, skip in (("lb.ignore", True, "lb.ignore is true"),
-                            ("lb.enabled", False, "lb.enabled is false")):
+    for key, when, skip, code in (("lb.ignore", True, "lb.ignore is true", "IgnoredByAnnotation"),
+                                  ("lb.enabled", False, "lb.enabled is false", "DisabledByAnnotation")):
         value = raw.get(ann.PREFIX + key)
         if value is None:
             continue
         try:
             if ann.boolean(value) == when:
-                report(ann.PREFIX + key, f"{skip}; Service left out", "info")
+                report(ann.PREFIX + key, f"{skip}; Service left out", "info", code=code)
                 return False
         except Invalid as e:
             # fail closed: an unreadable opt-out must not publish the Service
-            report(ann.PREFIX + key, f"{e}; Service left out to be safe")
+            report(ann.PREFIX + key, f"{e.why}; Service left out to be safe", code="InvalidAnnotation",
+                   value=e.shown)
             return False
     if options.publish == "annotated" and raw.get(ann.PREFIX + "lb.enabled") is None:
-        report("", 'publish is "annotated" and lb.enabled is not "true"; left out', "info")
+        report("", 'publish is "annotated" and lb.enabled is not "true"; left out', "info",
+               code="NotOptedIn")
         return False
     return True
 
@@ -114,13 +119,14 @@ class _ServiceConf:
     def parse(cls, raw: dict, spec_ports: list, options: Options, report: Reporter) -> "_ServiceConf":
         service_raw, port_raw, unknown = ann.split(raw)
         for key in unknown:
-            report(_cut(key), "unknown annotation (typo?); ignored")
+            report(_cut(key), "unknown annotation (typo?); ignored", code="UnknownAnnotation")
         service = cls._parse_all(service_raw, "", report)
         refs = _port_refs(spec_ports)
         ports = {}
         for ref, values in port_raw.items():
             if ref not in refs:
-                report(f"{ann.PREFIX}{next(iter(values))}.{_cut(ref)}", "names no port of this Service; ignored")
+                report(f"{ann.PREFIX}{next(iter(values))}.{_cut(ref)}", "names no port of this Service; ignored",
+                       code="AnnotationNamesNoPort")
                 continue
             ports[ref] = cls._parse_all(values, "." + ref, report)
         return cls(service, ports, options)
@@ -134,9 +140,10 @@ class _ServiceConf:
             try:
                 out[key] = cls._PARSERS[key](value)
             except Invalid as e:
-                report(ann.PREFIX + key + suffix, f"{e}; annotation ignored")
+                report(ann.PREFIX + key + suffix, f"{e.why}; annotation ignored", code="InvalidAnnotation",
+                       value=e.shown)
         if out.get("lb.algorithm") is None and "lb.algorithm" in values:
-            report(ann.PREFIX + "lb.algorithm", "using the default, roundrobin", "info")
+            report(ann.PREFIX + "lb.algorithm", "using the default, roundrobin", "info", code="DefaultAlgorithm")
         return out
 
     def get(self, key: str, port: dict, default: object = None) -> object:
@@ -154,16 +161,21 @@ class _ServiceConf:
     def backend_for(self, ns: str, name: str, port: dict, ready: Dict[str, Set[Server]],
                     report: Reporter) -> Optional[Backend]:
         if not _valid_port(port):
-            report("", f"port {_cut(str(port.get('port')))} is not a valid Service port; left out")
+            shown = ann.show(port.get("port") if isinstance(port, dict) else port)
+            report("", "a port is not a valid Service port (number 1-65535, name a DNS label); left out",
+                   code="InvalidServicePort", value=shown)
             return None
         number, pname = int(port["port"]), port.get("name") or ""
         protocol = port.get("protocol") or "TCP"
         if protocol != "TCP":
-            report("", f"port {number}/{protocol}: only TCP is load-balanced; left out", "info")
+            known = protocol if protocol in ("UDP", "SCTP") else "other"  # no untrusted text in a reason
+            report("", f"port {number}/{known}: only TCP is load-balanced; left out", "info",
+                   code="ProtocolNotSupported", value=ann.show(protocol))
             return None
         servers = tuple(sorted(ready.get(pname, ()), key=Server.sort_key))
         if not servers:
-            report("", f"port {number} has no ready endpoints; its backend answers 503", "info")
+            report("", f"port {number} has no ready endpoints; its backend answers 503", "info",
+                   code="NoReadyEndpoints")
         base = Backend(name=f"{ns}_{name}_{number}", namespace=ns, service=name, port=number,
                        port_name=pname, mode="http", servers=servers,
                        sticky=bool(self.get("lb.cookie-sticky-session", port, False)),
@@ -180,7 +192,7 @@ class _ServiceConf:
         ssl = bool(self.get("lb.sslTerm", port, False))
         if ssl and not self.options.tls:
             report(ann.PREFIX + "lb.sslTerm", f"port {base.port}: no TLS certificate is configured "
-                   "(tls_cert); route left out")
+                   "(tls_cert); route left out", code="TLSWithoutCertificate")
             return None
         default_prefix = f"/{base.service}-{base.port}" if self.options.path_prefixes else None
         prefix = self.get("lb.path-prefix", port, default_prefix)  # None: disabled by annotation

@@ -4,6 +4,7 @@ Pure data: frozen dataclasses and a small collector; no I/O, no HAProxy syntax.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -25,15 +26,30 @@ class Options:
     deny_networks: Tuple[str, ...] = DEFAULT_DENY  # endpoint addresses never served
 
 
+_CODE = re.compile(r"^[A-Z][A-Za-z0-9]{2,63}$")
+
+
 @dataclass(frozen=True)
 class Problem:
-    """Something left out, with enough evidence to fix it. level: warning or info."""
+    """Something left out, with enough evidence to fix it. level: warning or info.
+
+    `code` is a stable CamelCase word for machines (a Kubernetes Event's reason, alerts);
+    `reason` is for people and holds no untrusted text (values the cluster's users wrote),
+    so it may be shown outside lbsync; `value` is the offending value, quoted and cut
+    short, for lbsync's own log only.
+    """
 
     namespace: str
     service: str
     annotation: str
     reason: str
     level: str = "warning"
+    code: str = ""
+    value: str = ""
+
+    def __post_init__(self) -> None:
+        if not _CODE.match(self.code):  # loud: a call site without a code is a bug
+            raise ValueError(f"Problem code {self.code!r} is not a CamelCase word")
 
 
 @dataclass(frozen=True)
@@ -88,5 +104,6 @@ class Reporter:
     def __init__(self, ns: str, name: str, problems: List[Problem]) -> None:
         self.ns, self.name, self.problems = ns, name, problems
 
-    def __call__(self, annotation: str, reason: str, level: str = "warning") -> None:
-        self.problems.append(Problem(self.ns, self.name, annotation, reason, level))
+    def __call__(self, annotation: str, reason: str, level: str = "warning", *, code: str,
+                 value: str = "") -> None:
+        self.problems.append(Problem(self.ns, self.name, annotation, reason, level, code, value))

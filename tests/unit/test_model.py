@@ -173,7 +173,8 @@ def test_sticky_sessions_algorithm_and_checks():
 def test_unknown_algorithm_is_reported_and_the_default_used():
     t = build(svc("web", annotations={"lb.algorithm": "fastest"}))
     assert one(t).algorithm == "roundrobin"
-    assert any("fastest" in r for r in reasons(t))
+    bad = next(p for p in t.problems if p.code == "InvalidAnnotation")
+    assert "'fastest'" in bad.value and "fastest" not in bad.reason  # the value: log only
 
 
 @pytest.mark.parametrize("value", ["5", "5 s", "0s", "2h", "-1s"])
@@ -236,3 +237,37 @@ def test_invalid_service_names_are_left_out():
 def test_unknown_annotation_is_reported_as_a_probable_typo():
     t = build(svc("web", annotations={"lb.hosts": "a.example.com"}))
     assert any("typo" in r for r in reasons(t))
+
+
+@pytest.mark.parametrize("objects, options, code, level", [
+    ((svc("web", annotations={"lb.sslTerm": "true"}), slice_("web", ready=["10.0.0.1"])), model.Options(),
+     "TLSWithoutCertificate", "warning"),
+    ((svc("web"),), model.Options(), "NoReadyEndpoints", "info"),
+    ((svc("web"), slice_("web", ready=["127.0.0.1"])), model.Options(), "EndpointsInDeniedNetwork", "warning"),
+    ((svc("web", annotations={"lb.hots": "a.example.com"}),), model.Options(), "UnknownAnnotation", "warning"),
+    ((svc("web", annotations={"lb.host.nope": "a.example.com"}),), model.Options(), "AnnotationNamesNoPort",
+     "warning"),
+    ((svc("web", annotations={"lb.ignore": "true"}),), model.Options(), "IgnoredByAnnotation", "info"),
+    ((svc("web", annotations={"lb.enabled": "false"}),), model.Options(), "DisabledByAnnotation", "info"),
+    ((svc("web", annotations={"lb.ignore": "maybe"}),), model.Options(), "InvalidAnnotation", "warning"),
+    ((svc("web"),), model.Options(publish="annotated"), "NotOptedIn", "info"),
+    ((svc("web", "kube-system"),), model.Options(), "ExcludedBySettings", "info"),
+    ((svc("web", ports=[("dns", 53, 53, "UDP")]),), model.Options(), "ProtocolNotSupported", "info"),
+])
+def test_every_problem_carries_a_code(objects, options, code, level):
+    found = [p for p in build(*objects, options=options).problems if p.code == code]
+    assert found and found[0].level == level and found[0].service == "web"
+
+
+def test_a_lost_host_conflict_is_coded_and_names_the_winner():
+    old = svc("old", annotations={"lb.host": "a.example.com"}, created="2026-01-01T00:00:00Z")
+    new = svc("new", annotations={"lb.host": "a.example.com"}, created="2026-01-02T00:00:00Z")
+    t = build(old, new, options=model.Options(path_prefixes=False))
+    lost = [p for p in t.problems if p.code == "HostConflictLost"]
+    assert [(p.service, "default/old:80" in p.reason) for p in lost] == [("new", True)]
+    assert any(p.code == "NoRouteLeft" and p.service == "new" for p in t.problems)
+
+
+def test_a_problem_without_a_code_is_a_bug_caught_at_once():
+    with pytest.raises(ValueError):
+        model.Problem("default", "web", "", "something")
