@@ -60,6 +60,11 @@ def _once(settings: settings_mod.Settings, *, dry_run: bool) -> int:
     syncer = sync.Syncer(settings)
     result = syncer.run(dry_run=dry_run, reason="once")
     report(result)
+    if not dry_run:
+        from lbsync import events
+        reporter = events.reporter_for(settings)  # each problem's Event, once (no series)
+        if reporter is not None:
+            reporter.observe(result.problems, result.uids)
     if dry_run:
         sys.stdout.write(result.diff)
         return EXIT_CHANGES if result.changed else EXIT_OK

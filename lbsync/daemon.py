@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, List, Optional, Tuple
 
-from lbsync import logs, metrics as metrics_mod, settings as settings_mod, sync
+from lbsync import events as events_mod, logs, metrics as metrics_mod, settings as settings_mod, sync
 from lbsync.exceptions import ApiError, LbsyncError, ReloadFailed, RuntimeApiError, SettingsError
 
 log = logs.get("lbsync.daemon")
@@ -40,6 +40,7 @@ class Daemon:
         self.last_reload = 0.0
         self.notified = False
         self.reported: set = set()
+        self.events = events_mod.reporter_for(settings)  # None: off, or a source file
 
     # --- the loop -----------------------------------------------------------------
     def loop(self) -> None:
@@ -63,6 +64,7 @@ class Daemon:
             log.exception("sync.crashed", error=repr(e))
             return self._failed(LbsyncError(f"internal error: {e!r}"))
         self._succeeded(result)
+        self._tell_owners(result)
         if result.reason.startswith("deferred"):
             return max(0.05, self.settings.min_reload_interval - (time.monotonic() - self.last_reload))
         return self.settings.interval
@@ -125,6 +127,20 @@ class Daemon:
         if not self.notified:
             self.notified = notify("READY=1\nSTATUS=first sync done")
 
+    def _tell_owners(self, result: sync.Result) -> None:
+        """Kubernetes Events for what the pass left out; they never fail the pass."""
+        if self.events is None:
+            return
+        try:
+            done = self.events.again() if result.skipped_render else \
+                self.events.observe(result.problems, result.uids)
+        except Exception as e:  # noqa: BLE001 - a bug in telling must not stop the syncing
+            log.exception("events.crashed", error=repr(e))
+            return
+        for outcome, count in done.items():
+            if count:
+                self.metrics.inc("lbsync_events_total", count, result=outcome)
+
     def _failed(self, e: LbsyncError) -> float:
         self.failures += 1
         self.metrics.failure()
@@ -150,6 +166,8 @@ class Daemon:
         new = settings_mod.load(config_file=self.config_file, args=self._args) if self.config_file \
             else self.settings
         old = self.syncer
+        if _events_key(new) != _events_key(self.settings):  # else the Events' series go on
+            self.events = events_mod.reporter_for(new)
         self.settings = new
         self.syncer = self.syncer_factory(new)
         # what the running HAProxy has, and whether it still owes us a reload, stays true
@@ -209,6 +227,10 @@ def run(settings: settings_mod.Settings, *, config_file: Optional[str] = None, a
     notify("STOPPING=1")
     log.info("daemon.stopped")
     return 0
+
+
+def _events_key(s: settings_mod.Settings) -> Tuple[object, ...]:
+    return (s.events, s.source, s.kubeconfig, s.context, s.api_timeout)
 
 
 def _fingerprint(plan: "sync.Plan") -> Tuple[str, int]:

@@ -27,6 +27,8 @@ _HELP = {
     "lbsync_servers": ("gauge", "Servers (ready endpoints) in the live config."),
     "lbsync_problems": ("gauge", "Services, ports or annotations left out in the last pass, by level "
                         "(warning: a mistake to fix; info: left out by design, e.g. kube-system)."),
+    "lbsync_events_total": ("counter", "Kubernetes Event writes by result (created, patched, failed; "
+                            "deferred: held back by the rate limit for a later pass)."),
     "lbsync_ready": ("gauge", "1 when the last syncs succeeded (see /readyz)."),
 }
 

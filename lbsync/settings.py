@@ -111,6 +111,9 @@ class Settings:
     shrink_guard: float = _opt(0.5, "Refuse a poll that would drop more than this fraction of live "
                                "backends at once (a guard against a bad API answer); 1 disables it.",
                                kind="float")
+    events: bool = _opt(True, "Write Kubernetes Events on the Services lbsync leaves out or cannot fully "
+                        "serve (kubectl describe service shows them), rate-limited. Needs create/patch "
+                        "on events; false writes none. Never for a source file or a dry run.", kind="bool")
     metrics_bind: Optional[str] = _opt(None, "Address:port for /metrics, /healthz and /readyz.")
     log_format: str = _opt("auto", "'json', 'console', or 'auto' (console on a terminal, else JSON).")
     log_level: str = _opt("info", "debug, info, warning or error.")
@@ -229,6 +232,22 @@ def from_env(env: Mapping[str, str]) -> Dict[str, Any]:
     return out
 
 
+class _BoolFlag(argparse.Action):
+    """`--events`, `--events false` (as the environment and YAML spell it) and `--no-events`."""
+
+    def __init__(self, option_strings: List[str], dest: str, **kw: Any) -> None:
+        negated = ["--no-" + o[2:] for o in option_strings]
+        super().__init__(option_strings + negated, dest, nargs="?", metavar="true|false", **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any,
+                 option_string: Optional[str] = None) -> None:
+        if option_string and option_string.startswith("--no-"):
+            if value is not None:
+                parser.error(f"{option_string} takes no value")
+            value = False
+        setattr(namespace, self.dest, True if value is None else value)  # words checked by _coerce
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per field; defaults are None so unset flags do not override env or file."""
     for f in dataclasses.fields(Settings):
@@ -236,8 +255,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = f.metadata["kind"]
         help_text = f"{f.metadata['help']} (default: {_show(f.default)})"
         if kind == "bool":
-            parser.add_argument(flag, dest=f.name, default=None,
-                                action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(flag, dest=f.name, default=None, action=_BoolFlag, help=help_text)
         elif kind == "list":
             parser.add_argument(flag, dest=f.name, default=None, action="append", help=help_text)
         else:

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from lbsync import haproxy, model, render, runtime_update, slots
 from lbsync.exceptions import LbsyncError, RuntimeApiError, SourceError
@@ -44,6 +44,7 @@ class Result:
     api_requests: int = 0
     api_bytes: int = 0
     skipped_render: bool = field(default=False)
+    uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)  # (namespace, name) -> uid, see Plan
 
 
 class GuardTripped(SourceError):
@@ -122,6 +123,8 @@ class Plan:
     api_requests: int
     api_bytes: int
     started: float
+    # the uid of each Service named by a problem for its owner (Kubernetes Events name it)
+    uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -149,7 +152,7 @@ class Plan:
         t = self.topology
         return Result(changed=self.changed, backends=len(t.backends), servers=t.server_count,
                       problems=t.problems, api_requests=self.api_requests, api_bytes=self.api_bytes,
-                      duration_s=time.monotonic() - self.started, **kw)
+                      duration_s=time.monotonic() - self.started, uids=self.uids, **kw)
 
 
 class Syncer:
@@ -175,6 +178,7 @@ class Syncer:
         self._seen: Optional[Tuple[str, Tuple[int, int, int]]] = None
         self.reload_pending = False  # the file is ahead of the running HAProxy
         self._cleaned = False
+        self._wants_uids = settings.events and not settings.source  # only API objects have uids
 
     def _clean_leftovers(self) -> None:
         """Temp files of an lbsync killed mid-write (SIGKILL, OOM): removed by the first real pass."""
@@ -232,6 +236,7 @@ class Syncer:
         gc.disable()
         try:
             topology = model.build(snapshot, self.options)
+            uids = _uids(topology.problems, snapshot.services) if self._wants_uids else {}
             del snapshot  # the raw objects are done with: free them before rendering (peak memory)
             previous = slots.parse(live)
             layout = slots.layout({b.name: b.servers for b in topology.backends}, previous)
@@ -239,7 +244,7 @@ class Syncer:
         finally:
             if gc_was_on:
                 gc.enable()
-        return Plan(text, live, layout, previous, topology, *cost, started)
+        return Plan(text, live, layout, previous, topology, *cost, started, uids)
 
     def apply(self, plan: Plan, *, reason: str = "poll", allow_reload: bool = True) -> Result:
         self._guard(plan)
@@ -316,6 +321,18 @@ class Syncer:
         self._settled(plan)
         log.info("runtime.updated", slots=len(todo), backends=sorted({c.backend for c in todo})[:10])
         return len(todo)
+
+
+def _uids(problems: Tuple[model.Problem, ...], services: Tuple[dict, ...]) -> Dict[Tuple[str, str], str]:
+    """The uid of each Service a problem for its owner names: all that is kept of the objects."""
+    wanted = {(p.namespace, p.service) for p in problems if p.for_owner}
+    out: Dict[Tuple[str, str], str] = {}
+    for svc in services if wanted else ():
+        meta = svc.get("metadata") or {}
+        key = (meta.get("namespace") or "default", meta.get("name"))
+        if key in wanted and isinstance(meta.get("uid"), str):
+            out[key] = meta["uid"]  # type: ignore[index]
+    return out
 
 
 def _file_id(path: str) -> Tuple[int, int, int]:

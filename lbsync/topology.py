@@ -27,6 +27,7 @@ class Options:
 
 
 _CODE = re.compile(r"^[A-Z][A-Za-z0-9]{2,63}$")
+OWNER_INFO = ("NoReadyEndpoints",)  # info-level problems a Service's owner still wants to hear of
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,13 @@ class Problem:
     def __post_init__(self) -> None:
         if not _CODE.match(self.code):  # loud: a call site without a code is a bug
             raise ValueError(f"Problem code {self.code!r} is not a CamelCase word")
+
+    @property
+    def for_owner(self) -> bool:
+        """Whether the Service's owner should hear of it (a Kubernetes Event on the Service):
+        every warning, and a port that answers 503; not the operator's own choices (excluded,
+        opt-in, lb.ignore, UDP), which would put an Event on every such Service."""
+        return self.level == "warning" or self.code in OWNER_INFO
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ class ApiSource:
         path, kind, api_version = _path(resource, namespace), resource[2], resource[3]
         for attempt in range(MAX_LIST_RESTARTS + 1):
             try:
-                items, rv = self._pages(path, selector)
+                items, rv = self._pages(path, selector, keep_uid=resource is SERVICES)
                 break
             except ApiGone:
                 if attempt == MAX_LIST_RESTARTS:
@@ -155,7 +155,7 @@ class ApiSource:
             item.setdefault("apiVersion", api_version)
         return items, rv
 
-    def _pages(self, path: str, selector: str) -> Tuple[List[Dict[str, Any]], str]:
+    def _pages(self, path: str, selector: str, *, keep_uid: bool = False) -> Tuple[List[Dict[str, Any]], str]:
         """Every page of one list, and the list's resourceVersion. The first page may come from
         the apiserver cache (RV=0), which older servers answer whole, ignoring limit: then there
         is no continue token. Nothing of an answer is kept after the poll: holding the decoded
@@ -167,7 +167,7 @@ class ApiSource:
         items: List[Dict[str, Any]] = []
         rv = ""
         while True:
-            doc = self._transport.get_list(path, params)
+            doc = self._transport.get_list(path, params, keep_uid=keep_uid)
             page_meta = doc.get("metadata") or {}
             if not items:  # continued pages belong to the first page's snapshot
                 rv = str(page_meta.get("resourceVersion") or "")

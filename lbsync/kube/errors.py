@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 import requests
 
@@ -72,15 +72,15 @@ def _advice(status: int, body: Dict[str, Any], resp: requests.Response) -> str:
     return ""
 
 
-def from_response(resp: requests.Response, url: str) -> ApiError:
-    """The ApiError subclass for a non-200 answer, carrying the Status message and advice."""
+def from_response(resp: requests.Response, url: str, method: str = "GET") -> ApiError:
+    """The ApiError subclass for a non-2xx answer, carrying the Status message and advice."""
     status = resp.status_code
     body = status_body(resp) or {}
     reason = str(body.get("reason") or "")
     message = str(body.get("message") or "") or "%s, body %s" % (resp.reason or "no reason", snippet(resp.content))
     cls = BY_STATUS.get(status) or (ApiServerError if status >= 500 else ApiError)
     advice = _advice(status, body, resp)
-    text = "GET %s: HTTP %d%s: %s%s" % (url, status, " " + reason if reason else "", message,
+    text = "%s %s: HTTP %d%s: %s%s" % (method, url, status, " " + reason if reason else "", message,
                                         "; " + advice if advice else "")
     err = cls(text, url=url, status=status, reason=reason)
     err.retry_after = retry_after(resp)  # type: ignore[attr-defined]
@@ -100,12 +100,12 @@ UNUSED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"  # a copy
 _READY, _NOT_READY, _UNKNOWN = {"ready": True}, {"ready": False}, {}
 
 
-def _slim(obj: Dict[str, Any]) -> Dict[str, Any]:
+def _slim(obj: Dict[str, Any], unused: Tuple[str, ...] = UNUSED_KEYS) -> Dict[str, Any]:
     """json object_hook: drop UNUSED_KEYS (and kubectl's last-applied copy) from every object."""
     if "serving" in obj or "terminating" in obj or ("ready" in obj and len(obj) == 1):
         ready = obj.get("ready")  # EndpointConditions
         return _READY if ready is True else _NOT_READY if ready is False else _UNKNOWN
-    for key in UNUSED_KEYS:
+    for key in unused:
         if key in obj:
             del obj[key]
     if UNUSED_ANNOTATION in obj:
@@ -129,10 +129,18 @@ def head_version(body: bytes) -> str:
     return rv.group(1).decode("ascii", "replace") if rv else ""
 
 
-def parse_list(text: str, resp: requests.Response, url: str) -> Dict[str, Any]:
+# A Service's uid is kept: a Kubernetes Event about it names it (`kubectl describe` matches on it).
+_KEEP_UID = tuple(k for k in UNUSED_KEYS if k != "uid")
+
+
+def _slim_keeping_uid(obj: Dict[str, Any]) -> Dict[str, Any]:
+    return _slim(obj, _KEEP_UID)
+
+
+def parse_list(text: str, resp: requests.Response, url: str, *, keep_uid: bool = False) -> Dict[str, Any]:
     """The decoded List object (without UNUSED_KEYS) of a 200 answer's `text`, or ApiMalformed."""
     try:
-        doc = json.loads(text, object_hook=_slim)
+        doc = json.loads(text, object_hook=_slim_keeping_uid if keep_uid else _slim)
     except ValueError as e:
         raise ApiMalformed("GET %s: HTTP %d answer is not JSON (Content-Type %s): %s" % (
             url, resp.status_code, resp.headers.get("Content-Type", "none"), snippet(text[:200].encode())),
@@ -143,9 +151,10 @@ def parse_list(text: str, resp: requests.Response, url: str) -> Dict[str, Any]:
     return doc
 
 
-def from_exception(exc: requests.RequestException, url: str, timeout: float) -> ApiError:
+def from_exception(exc: requests.RequestException, url: str, timeout: float, method: str = "GET") -> ApiError:
     """An ApiUnreachable (or ApiMalformed for a body cut short) for a failed exchange."""
     text = _QUERY.sub(r"\1", str(exc))  # continue tokens and selectors stay out of messages
+    where = "%s %s" % (method, url)  # what the messages name: "GET https://..."
     if isinstance(exc, requests.exceptions.SSLError):
         if "hostname" in text and "match" in text:
             why = "TLS verification failed (server certificate does not match the host name; tls-server-name?)"
@@ -153,12 +162,12 @@ def from_exception(exc: requests.RequestException, url: str, timeout: float) -> 
             why = "TLS verification failed (wrong CA?)"
         else:
             why = "TLS handshake failed"
-        return ApiUnreachable("GET %s: %s: %s" % (url, why, _short(text)), url=url)
+        return ApiUnreachable("%s: %s: %s" % (where, why, _short(text)), url=url)
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
-        return ApiMalformed("GET %s: answer body truncated or corrupt: %s" % (url, _short(text)), url=url)
+        return ApiMalformed("%s: answer body truncated or corrupt: %s" % (where, _short(text)), url=url)
     if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
-        return ApiUnreachable("GET %s: no answer within %gs (timeout)" % (url, timeout), url=url)
-    return ApiUnreachable("GET %s: cannot connect: %s" % (url, _short(text)), url=url)
+        return ApiUnreachable("%s: no answer within %gs (timeout)" % (where, timeout), url=url)
+    return ApiUnreachable("%s: cannot connect: %s" % (where, _short(text)), url=url)
 
 
 def _short(text: str, limit: int = 300) -> str:

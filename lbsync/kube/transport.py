@@ -6,6 +6,7 @@ file, exec plugin) and retries once.
 """
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any, Dict, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
@@ -34,7 +35,8 @@ class _ServerNameAdapter(HTTPAdapter):
 
 
 class Transport:
-    """GETs JSON from the API server; `requests` / `bytes` count what it cost."""
+    """GETs JSON from the API server (and sends the few writes lbsync makes: Events);
+    `requests` / `bytes` count what it cost."""
 
     def __init__(self, credentials: Credentials, *, timeout: float = 10.0) -> None:
         self.credentials = credentials
@@ -62,7 +64,8 @@ class Transport:
         netloc = host + (":%d" % parts.port if parts.port else "")
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
-    def get_list(self, path: str, params: Dict[str, str], *, unless_version: str = "") -> Dict[str, Any]:
+    def get_list(self, path: str, params: Dict[str, str], *, unless_version: str = "",
+                 keep_uid: bool = False) -> Dict[str, Any]:
         """GET a List; raises the matching ApiError subclass on any failure. With
         `unless_version`, nothing is decoded: the answer only says whether the List's
         resourceVersion is still that one (`{"unchanged": True|False, ...}`)."""
@@ -77,10 +80,24 @@ class Transport:
             return {"metadata": {"resourceVersion": unless_version if same else ""}, "unchanged": same}
         text = resp.content.decode("utf-8", "replace")
         resp._content = b""  # the bytes are not needed once decoded: 20 MB less at the peak of a big list
-        return errors.parse_list(text, resp, url)
+        return errors.parse_list(text, resp, url, keep_uid=keep_uid)
 
-    def _get(self, path: str, params: Dict[str, str], url: str) -> requests.Response:
-        headers = {}
+    def send(self, method: str, path: str, body: Dict[str, Any], content_type: str) -> requests.Response:
+        """POST or PATCH a JSON body (a write: never retried but after a 401 refresh); the 2xx
+        answer, or the matching ApiError."""
+        url = self.display_url(path)
+        data = json.dumps(body, separators=(",", ":")).encode()
+        kw = dict(data=data, content_type=content_type)
+        resp = self._get(path, {}, url, method=method, **kw)
+        if resp.status_code == 401 and self.credentials.refresh():
+            resp = self._get(path, {}, url, method=method, **kw)
+        if not 200 <= resp.status_code < 300:
+            raise errors.from_response(resp, url, method)
+        return resp
+
+    def _get(self, path: str, params: Dict[str, str], url: str, *, method: str = "GET",
+             data: Optional[bytes] = None, content_type: str = "") -> requests.Response:
+        headers = {"Content-Type": content_type} if content_type else {}
         token = self.credentials.token()
         if token:
             headers["Authorization"] = "Bearer " + token
@@ -90,10 +107,10 @@ class Transport:
             with warnings.catch_warnings():
                 if self._verify is False:  # the user chose insecure-skip-tls-verify; once is enough
                     warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                resp = self.session.get(self.credentials.server + path, params=params, headers=headers,
-                                        timeout=(self.timeout, self.timeout), verify=self._verify,
-                                        cert=cert, allow_redirects=False)
+                resp = self.session.request(method, self.credentials.server + path, params=params,
+                                            data=data, headers=headers, timeout=(self.timeout, self.timeout),
+                                            verify=self._verify, cert=cert, allow_redirects=False)
         except requests.RequestException as e:
-            raise errors.from_exception(e, url, self.timeout) from e
+            raise errors.from_exception(e, url, self.timeout, method) from e
         self.bytes += len(resp.content)
         return resp

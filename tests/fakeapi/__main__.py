@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--populate", type=int, default=0, metavar="N", help="add N generated Services")
     p.add_argument("--endpoints", type=int, default=10, help="endpoints per generated Service")
     p.add_argument("--no-endpointslices", action="store_true", help="do not serve discovery.k8s.io")
+    p.add_argument("--no-events-v1", action="store_true",
+                   help="do not serve events.k8s.io (only core v1 Events, as before Kubernetes 1.19)")
+    p.add_argument("--forbid-events", action="store_true", help="answer 403 to every Events request")
     p.add_argument("--dir", default=None, help="where to write certs and kubeconfig")
     return p
 
@@ -42,7 +45,10 @@ def main(argv: "list[str] | None" = None) -> int:
     os.makedirs(workdir, exist_ok=True)
     tls = generate(os.path.join(workdir, "pki")) if args.tls else None
     api = FakeKubeApi(tls=tls, tokens=[args.token], anonymous=args.anonymous or not args.tls, host=args.host,
-                      port=args.port, serve_endpointslices=not args.no_endpointslices)
+                      port=args.port, serve_endpointslices=not args.no_endpointslices,
+                      serve_events_v1=not args.no_events_v1)
+    if args.forbid_events:
+        api.deny("events")
     for path in args.objects:
         with open(path) as f:
             api.load_objects(yaml.safe_load_all(f))

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakeapi import responses, selectors
+from tests.fakeapi import events, responses, selectors
 from tests.fakeapi.store import LIST_KINDS, BadToken, ExpiredToken
 
 if TYPE_CHECKING:
@@ -33,6 +33,13 @@ def _json(code: int, doc: object, headers: Optional[Dict[str, str]] = None) -> A
 
 def _status(code: int, message: Optional[str] = None, **kw: object) -> Answer:
     return _json(code, responses.status(code, message, **kw))  # type: ignore[arg-type]
+
+
+def _event_answer(code: int, doc: Dict[str, object]) -> Answer:
+    """An object, or a Status for the error events.py describes."""
+    if code < 300:
+        return _json(code, doc)
+    return _status(code, str(doc["message"]), reason=str(doc["reason"]))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -65,10 +72,30 @@ class Handler(BaseHTTPRequestHandler):
             answer = self._route(fake, url.path, query, user)
         self._send(fake, answer, fault)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:  # noqa: N802 - Events are the one kind the fake lets clients write
+        fake: FakeKubeApi = self.server.fake  # type: ignore[attr-defined]
+        url = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        user, auth_ok = self._authenticate(fake)
+        fake._record(self.command, url.path, {}, dict(self.headers.items()), user)
+        fault = fake._take_fault(url.path)
+        if fault is not None and fault.kind == "drop":
+            self.close_connection = True
+            return
+        if not auth_ok:
+            answer = _status(401)
+        elif fault is not None and fault.kind == "status":
+            answer = fault.answer()
+        else:
+            answer = self._event_write(fake, [p for p in url.path.split("/") if p], body, user)
+        self._send(fake, answer, fault)
+
+    do_PATCH = do_POST
+
+    def do_PUT(self) -> None:  # noqa: N802
         self._send(self.server.fake, _status(405, "the fake API is read-only"), None)  # type: ignore[attr-defined]
 
-    do_PUT = do_PATCH = do_DELETE = do_POST
+    do_DELETE = do_PUT
 
     # -- authentication ---------------------------------------------------------------------
     def _authenticate(self, fake: FakeKubeApi) -> Tuple[str, bool]:
@@ -101,7 +128,11 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["api", "v1"]:
             return _json(200, responses.core_v1())
         if parts == ["apis"]:
-            return _json(200, responses.groups(fake.serve_endpointslices))
+            return _json(200, responses.groups(fake.serve_endpointslices, fake.serve_events_v1))
+        if events.route(parts) is not None and (parts[0] == "api" or fake.serve_events_v1):
+            return self._event_read(fake, parts, query, user)
+        if parts[:2] == ["apis", "events.k8s.io"] and fake.serve_events_v1 and len(parts) <= 3:
+            return _json(200, responses.events_group() if len(parts) == 2 else responses.events_v1())
         if parts[:2] == ["api", "v1"]:
             return self._resource(fake, "", parts[2:], query, user)
         if parts[:2] == ["apis", "discovery.k8s.io"] and fake.serve_endpointslices:
@@ -181,6 +212,35 @@ class Handler(BaseHTTPRequestHandler):
         body = b"".join([head.encode(), responses.encode(meta), b',"items":[',
                          b",".join(page.blobs), b"]}"])
         return 200, body, "application/json", {}
+
+    # -- events (tests/fakeapi/events.py) -----------------------------------------------------
+    def _event_read(self, fake: FakeKubeApi, parts: List[str], query: Dict[str, str], user: str) -> Answer:
+        version, namespace, name = events.route(parts)  # type: ignore[misc]
+        group = "events.k8s.io" if version == events.EVENTS_V1 else ""
+        if fake._denied(user, "events"):
+            return _json(403, responses.forbidden(user, "get" if name else "list", "events", group, namespace))
+        if name:
+            return _event_answer(*fake.events.get(version, namespace or "", name))
+        return _event_answer(*fake.events.list(version, namespace, query.get("fieldSelector", "")))
+
+    def _event_write(self, fake: FakeKubeApi, parts: List[str], body: bytes, user: str) -> Answer:
+        found = events.route(parts)
+        if found is None:
+            return _status(405, "the fake API is read-only (but for Events)")
+        if found[0] == events.EVENTS_V1 and not fake.serve_events_v1:
+            return _status(404, details={})
+        version, namespace, name = found
+        verb = "create" if self.command == "POST" else "patch"
+        if namespace is None or (verb == "create") == (name is not None):
+            return _status(405, "%s is not allowed on this path" % self.command)
+        if fake._denied(user, "events"):
+            group = "events.k8s.io" if version == events.EVENTS_V1 else ""
+            return _json(403, responses.forbidden(user, verb, "events", group, namespace))
+        doc = events.decode(body)
+        if verb == "create":
+            return _event_answer(*fake.events.create(version, namespace, doc))
+        return _event_answer(*fake.events.patch(version, namespace, name or "", doc,
+                                                self.headers.get("Content-Type", "")))
 
     # -- sending ----------------------------------------------------------------------------
     def _send(self, fake: FakeKubeApi, answer: Answer, fault: Optional[Fault]) -> None:

@@ -75,6 +75,7 @@ def core_v1() -> Dict[str, Any]:
         _resource("services", "service", "Service", short=["svc"], categories=["all"]),
         {"name": "services/status", "singularName": "", "namespaced": True, "kind": "Service",
          "verbs": ["get", "patch", "update"]},
+        _resource("events", "event", "Event", short=["ev"]),
     ]}
 
 
@@ -83,9 +84,23 @@ def _discovery_group() -> Dict[str, Any]:
     return {"name": "discovery.k8s.io", "versions": [gv], "preferredVersion": gv}
 
 
-def groups(serve_slices: bool) -> Dict[str, Any]:
-    return {"kind": "APIGroupList", "apiVersion": "v1",
-            "groups": [_discovery_group()] if serve_slices else []}
+def groups(serve_slices: bool, serve_events: bool = True) -> Dict[str, Any]:
+    found = ([_discovery_group()] if serve_slices else []) + ([_events_group()] if serve_events else [])
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": found}
+
+
+def _events_group() -> Dict[str, Any]:
+    gv = {"groupVersion": "events.k8s.io/v1", "version": "v1"}
+    return {"name": "events.k8s.io", "versions": [gv], "preferredVersion": gv}
+
+
+def events_group() -> Dict[str, Any]:
+    return {"kind": "APIGroup", "apiVersion": "v1", **_events_group()}
+
+
+def events_v1() -> Dict[str, Any]:
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "events.k8s.io/v1",
+            "resources": [_resource("events", "event", "Event", short=["ev"])]}
 
 
 def discovery_group() -> Dict[str, Any]:

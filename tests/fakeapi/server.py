@@ -1,12 +1,13 @@
 """FakeKubeApi: a loopback Kubernetes API server for tests, benchmarks and kubectl.
 
-Serves Services, Endpoints and EndpointSlices (list with paging/selectors, get) plus the
-discovery documents, over HTTP or TLS (bearer tokens, client certs, anonymous), with knobs
+Serves Services, Endpoints and EndpointSlices (list with paging/selectors, get), Events
+(create, patch, get, list; events.k8s.io/v1 and v1, see events.py) plus the discovery documents, over HTTP or TLS (bearer tokens, client certs, anonymous), with knobs
 to inject faults (error statuses, slow answers, truncated or HTML bodies, dropped
 connections, a server that is down) and a thread-safe mutation API.
 """
 from __future__ import annotations
 
+import itertools
 import socket
 import socketserver
 import ssl
@@ -20,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from tests.fakeapi import responses
 from tests.fakeapi.cluster import DEFAULT_TOKEN, DEFAULT_USER, ClusterMixin
 from tests.fakeapi.handler import Answer, Handler
+from tests.fakeapi.events import EventStore
 from tests.fakeapi.store import Store
 from tests.fakeapi.tls import TlsMaterial
 
@@ -109,7 +111,7 @@ class FakeKubeApi(ClusterMixin):
     def __init__(self, *, tls: Optional[TlsMaterial] = None, tokens: Any = (),
                  anonymous: bool = False, host: str = "127.0.0.1", port: int = 0,
                  compaction_window: Optional[int] = None, serve_endpointslices: bool = True,
-                 honor_limit_with_rv0: bool = False) -> None:
+                 honor_limit_with_rv0: bool = False, serve_events_v1: bool = True) -> None:
         self.tls = tls
         self.host = host
         self.port = port
@@ -117,6 +119,11 @@ class FakeKubeApi(ClusterMixin):
         self.serve_endpointslices = serve_endpointslices
         self.honor_limit_with_rv0 = honor_limit_with_rv0
         self.store = Store(compaction_window)
+        self.serve_events_v1 = serve_events_v1  # False: only core v1 Events (Kubernetes before 1.19)
+        # Events have their own resourceVersion counter: writing one must not move the Service
+        # lists' versions (a watch cache per resource does not either)
+        rvs = itertools.count(10_000_000)
+        self.events = EventStore(lambda: next(rvs), self.store.namespaces)
         self._lock = threading.Lock()
         self._tokens: Dict[str, str] = {}
         self.set_tokens(tokens)
