@@ -110,6 +110,8 @@ class EventReporter:
         done = {"created": 0, "patched": 0, "failed": 0, "deferred": 0}
         started = time.monotonic()
         for i, s in enumerate(due):
+            if self.paused.get(s.note.namespace, 0.0) > now:  # a 403 earlier in this pass
+                continue
             if i >= self.per_pass or self.tokens < 1 or time.monotonic() - started > WRITE_BUDGET:
                 done["deferred"] = len(due) - i
                 break

@@ -1,5 +1,6 @@
-"""Fixtures shared by every test module (the fake Kubernetes API server, plain and TLS), and the
-`haproxy` marker: every test that runs the haproxy binary gets it, without anyone writing it.
+"""Fixtures shared by every test module (the fake Kubernetes API server, plain and TLS), logging
+put back to its defaults after each test, and the `haproxy` marker: every test that runs the
+haproxy binary gets it, without anyone writing it.
 
 scripts/test-matrix.sh runs the whole suite against Debian's HAProxy, then `-m haproxy` again
 against another version. A test is marked when its module uses tests.helpers.haproxy_proc, when
@@ -9,6 +10,7 @@ recording `haproxy` first on PATH and names the file of node ids in TEST_HAPROXY
 import os
 
 import pytest
+import structlog
 
 from tests.fakeapi.fixtures import fake_api, fake_api_tls, fake_tls_material  # noqa: F401
 
@@ -34,3 +36,11 @@ def pytest_collection_modifyitems(config, items):
         module = getattr(item, "module", None)
         if item.nodeid in recorded or (module is not None and _uses_helpers(module)):
             item.add_marker(pytest.mark.haproxy)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """A test that ran lbsync's CLI in-process leaves structlog writing to its captured (then
+    closed) stdout: the next test's log line would fail with 'I/O operation on closed file'."""
+    yield
+    structlog.reset_defaults()

@@ -109,6 +109,11 @@ class EventStore:
                                                                              str(self._next_rv())},
                      "items": items}
 
+    def delete(self, namespace: str, name: str) -> bool:
+        """Remove an Event, as its TTL (1 h by default) or `kubectl delete event` does."""
+        with self._lock:
+            return self._events.pop((namespace, name), None) is not None
+
     def all(self) -> List[Dict[str, Any]]:
         """Every Event, in the events.k8s.io/v1 shape (for tests)."""
         with self._lock:

@@ -20,6 +20,8 @@ LBSYNC_IMAGE = "ghcr.io/example/lbsync:0.1.0"
 LB_LABEL = "lbsync.example.com/load-balancer"
 READ_ONLY = {"get", "list", "watch"}
 WANTED_RESOURCES = {("", "services"), ("", "endpoints"), ("discovery.k8s.io", "endpointslices")}
+EVENT_GROUPS = ("", "events.k8s.io")  # core v1 where events.k8s.io/v1 is not served (before 1.19)
+EVENT_WRITES = {"create", "patch"}  # a new Event, then its series (docs/security.md)
 ENV_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -151,15 +153,17 @@ def test_namespaced_objects_live_in_lbsync(name):
 
 
 @pytest.mark.parametrize("name,kind", [("rbac.yaml", "ClusterRole"), ("rbac-namespaced.yaml", "Role")])
-def test_rbac_grants_exactly_get_list_watch_on_services_endpoints_and_endpointslices(name, kind):
+def test_rbac_grants_exactly_reads_of_services_and_endpoints_and_event_writes(name, kind):
     role = only(load(name), kind)
     granted = set()
     for rule in role["rules"]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames, nonResourceURLs
-        assert set(rule["verbs"]) == READ_ONLY and len(rule["verbs"]) == 3, rule
-        assert "*" not in rule["apiGroups"] and "*" not in rule["resources"]
-        granted |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
-    assert granted == WANTED_RESOURCES
+        assert len(set(rule["verbs"])) == len(rule["verbs"]), rule
+        assert "*" not in rule["apiGroups"] and "*" not in rule["resources"] and "*" not in rule["verbs"]
+        granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    reads = {(g, r, v) for g, r in WANTED_RESOURCES for v in READ_ONLY}
+    writes = {(g, "events", v) for g in EVENT_GROUPS for v in EVENT_WRITES}
+    assert granted == reads | writes  # nothing more: no update, delete, or any other resource
 
 
 @pytest.mark.parametrize("name,binding,role", [("rbac.yaml", "ClusterRoleBinding", "ClusterRole"),
@@ -428,3 +432,9 @@ def test_the_dockerfile_copies_everything_setup_cfg_needs():
         if line.upper().startswith("COPY ") and "--from" not in line:
             copied |= {p.rstrip("/") for p in shlex.split(line)[1:-1]}
     assert {"pyproject.toml", "setup.cfg", "README.md", "lbsync", "templates", "errors"} <= copied
+
+
+@pytest.mark.parametrize("name,kind", [("deployment.yaml", "Deployment"), ("daemonset.yaml", "DaemonSet")])
+def test_lbsync_knows_its_pod_name_for_the_events_it_writes(name, kind):
+    env = {e["name"]: e for e in containers(pod_spec(name, kind))["lbsync"].get("env", [])}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
