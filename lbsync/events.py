@@ -102,26 +102,23 @@ class EventReporter:
         return "%s.%x" % (service, int(now * 1e9) + self._seq)
 
     def _flush(self, now: float) -> Dict[str, int]:
+        """Write what is due, most useful first, within this pass's cap, the tokens and the time budget."""
         self.tokens = min(float(self.per_pass), self.tokens + (now - self._filled) * self.rate)
         self._filled = now
-        due = [s for s in self.series.values()
-               if s.due(now, self.refresh) and self.paused.get(s.note.namespace, 0.0) <= now]
-        due.sort(key=lambda s: (s.written > 0, s.note.type != "Warning", s.note.first))
+        due = sorted((s for s in self.series.values() if s.due(now, self.refresh)),
+                     key=lambda s: (s.written > 0, s.note.type != "Warning", s.note.first))
         done = {"created": 0, "patched": 0, "failed": 0, "deferred": 0}
-        started = time.monotonic()
-        for i, s in enumerate(due):
-            if self.paused.get(s.note.namespace, 0.0) > now:  # a 403 earlier in this pass
+        started, writes, stopped = time.monotonic(), 0, False
+        for s in due:
+            if self.paused.get(s.note.namespace, 0.0) > now:  # a 403, maybe earlier in this pass
                 continue
-            if i >= self.per_pass or self.tokens < 1 or time.monotonic() - started > WRITE_BUDGET:
-                done["deferred"] = len(due) - i
-                break
-            self.tokens -= 1
+            if stopped or writes >= self.per_pass or self.tokens < 1 or time.monotonic() - started > WRITE_BUDGET:
+                done["deferred"] += 1
+                continue
+            writes, self.tokens = writes + 1, self.tokens - 1
             outcome = self._write(s, now)
-            done[outcome] = done.get(outcome, 0) + 1
-            if outcome == "stop":
-                done["deferred"] = len(due) - i - 1
-                break
-        done["failed"] += done.pop("stop", 0)
+            stopped = outcome == "stop"
+            done["failed" if stopped else outcome] += 1
         return done
 
     def _write(self, s: _Series, now: float) -> str:

@@ -98,6 +98,29 @@ def test_a_problem_that_comes_back_is_a_new_event(fake_api, tmp_path):  # noqa: 
     assert [count for count in (e.get("series") for e in fake_api.events.all())] == [None, None]
 
 
+def test_an_unwell_api_stops_the_writes_of_a_pass_and_they_follow_later(fake_api, tmp_path):  # noqa: F811
+    rep, clock = reporter(fake_api, tmp_path)
+    problems, uids = problems_for(fake_api, ["a", "b", "c"])
+    fake_api.fail_next(10, 503, path="/apis/events.k8s.io/v1/namespaces/")
+    assert rep.observe(problems, uids) == {"created": 0, "patched": 0, "failed": 1, "deferred": 2}
+    fake_api.clear_faults()
+    clock.now += 5
+    assert rep.observe(problems, uids)["created"] == 3
+    assert sorted(e["series"]["count"] for e in fake_api.events.all()) == [2, 2, 2]  # the passes so far
+
+
+def test_a_forbidden_namespace_is_tried_again_after_the_pause(fake_api, tmp_path):  # noqa: F811
+    rep, clock = reporter(fake_api, tmp_path)
+    problems, uids = problems_for(fake_api, ["a", "b"])
+    fake_api.deny("events")
+    assert rep.observe(problems, uids)["failed"] == 1  # one try; the namespace is then left alone
+    clock.now += events.FORBIDDEN_PAUSE - 1
+    assert rep.observe(problems, uids) == {"created": 0, "patched": 0, "failed": 0, "deferred": 0}
+    fake_api.allow("events")  # RBAC fixed while lbsync runs
+    clock.now += 2
+    assert rep.observe(problems, uids)["created"] == 2
+
+
 def test_notes_hold_only_printable_text_and_only_our_annotation_keys():
     p = Problem("shop", "web", "serviceloadbalancer/lb.x\nuse_backend evil", "unknown annotation (typo?); "
                 "ignored", code="UnknownAnnotation")

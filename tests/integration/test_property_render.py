@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lbsync import annotations as ann
-from lbsync import model, render
+from lbsync import events, model, render
 from tests.cluster import slice_, snapshot, svc
 
 pytestmark = [pytest.mark.integration,
@@ -89,8 +89,9 @@ def test_any_cluster_renders_a_config_haproxy_accepts(objs):
         for key, raw in (obj["metadata"].get("annotations") or {}).items():
             if len(raw) >= 6 and raw not in accepted and any(n in raw for n in NASTY if n.strip()):
                 assert raw not in text, (key, raw)
-                # nor a Problem's reason and code (they may leave lbsync as Kubernetes Events)
-                assert not any(raw in p.reason or raw in p.code for p in topology.problems), (key, raw)
+                # nor a Problem's reason and code, nor an Event's note made of them
+                assert not any(raw in p.reason or raw in p.code or raw in events.note_text(p)
+                               for p in topology.problems), (key, raw)
     # every Service that was valid and published is routed (or reported why not)
     reported = {(p.namespace, p.service) for p in topology.problems}
     routed = {(b.namespace, b.service) for b in topology.backends}
