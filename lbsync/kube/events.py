@@ -50,10 +50,6 @@ class EventSink:
     def close(self) -> None:
         self._transport.close()
 
-    @property
-    def requests(self) -> int:
-        return self._transport.requests
-
     def create(self, note: Note) -> None:
         api = self._discover()
         body = _events_v1(note, self.instance) if api == EVENTS_V1 else _core_v1(note, self.instance)
