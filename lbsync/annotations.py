@@ -13,11 +13,12 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 PREFIX = "serviceloadbalancer/"
 ALGORITHMS = ("roundrobin", "leastconn", "first", "source", "random")
+BACKEND_MODES = ("pod", "nodeport")
 MAX_VALUE = 1024  # no legitimate annotation value of ours is longer
 
 # Per-Service keys, and the ones that may also be given per port as "<key>.<port>".
 SERVICE_KEYS = ("lb.enabled", "lb.ignore", "lb.host", "lb.sslTerm", "lb.cookie-sticky-session",
-                "lb.algorithm", "lb.path-prefix", "lb.check-interval", "lb.check-path", "lb.tcp")
+                "lb.algorithm", "lb.path-prefix", "lb.check-interval", "lb.check-path", "lb.tcp", "lb.backend-mode")
 PORT_KEYS = ("lb.host", "lb.sslTerm", "lb.path-prefix", "lb.check-path")
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -107,6 +108,13 @@ def algorithm(value: str) -> str:
     text = _check_text(value).lower()
     if text not in ALGORITHMS:
         raise Invalid(f"is not one of {', '.join(ALGORITHMS)}", value)
+    return text
+
+
+def backend_mode(value: str) -> str:
+    text = _check_text(value).lower()
+    if text not in BACKEND_MODES:
+        raise Invalid(f"is not one of {', '.join(BACKEND_MODES)}", value)
     return text
 
 

@@ -16,10 +16,18 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 class Server(NamedTuple):
-    """One ready Pod address behind one Service port (a tuple: cheap to make and hash by the 10,000)."""
+    """One server of a backend: a ready Pod's address, or a node's address and nodePort (a
+    tuple: cheap to make and hash by the 10,000). `weight`: its share of the traffic
+    relative to the others (None: HAProxy's default, all equal)."""
 
     address: str
     port: int
+    weight: Optional[int] = None
+
+    @property
+    def endpoint(self) -> Tuple[str, int]:
+        """Where it is, without its weight: a server that only changes weight keeps its slot."""
+        return (self.address, self.port)
 
     @property
     def ipv6(self) -> bool:
@@ -47,15 +55,15 @@ def index(snapshot: Snapshot, *, deny: Networks = (),
     Endpoints object could otherwise point the load balancer at its own loopback or a
     cloud metadata address.
     """
-    addresses = _Addresses(deny)
+    addresses = Addresses(deny)
     out: Index = {}
     for es in snapshot.endpoint_slices:
-        key = _owner(es, label=True)
+        key = owner(es, label=True)
         if key:
             _merge(out.setdefault(key, {}), _slice_servers(es, addresses))
     sliced = set(out)
     for ep in snapshot.endpoints:
-        key = _owner(ep, label=False)
+        key = owner(ep, label=False)
         if key and key not in sliced:
             _merge(out.setdefault(key, {}), _endpoints_servers(ep, addresses))
     if denied is not None:
@@ -64,7 +72,7 @@ def index(snapshot: Snapshot, *, deny: Networks = (),
     return out
 
 
-class _Addresses:
+class Addresses:
     """Parses each distinct address text once: canonical form, or '' (invalid or denied)."""
 
     def __init__(self, deny: Networks) -> None:
@@ -101,7 +109,7 @@ class _Addresses:
                 [(ep, False) for ep in snapshot.endpoints]:
             found = self.denied & set(_all_addresses(obj))
             if found:
-                out.setdefault(_owner(obj, label=label), set()).update(found)
+                out.setdefault(owner(obj, label=label), set()).update(found)
         return out
 
 
@@ -115,7 +123,7 @@ def _all_addresses(obj: dict) -> List[str]:
     return [a for a in found if isinstance(a, str)]
 
 
-def _owner(obj: dict, *, label: bool) -> Tuple[str, str]:
+def owner(obj: dict, *, label: bool) -> Tuple[str, str]:
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     if not isinstance(meta, dict):
         return ()  # type: ignore[return-value]
@@ -129,7 +137,7 @@ def _merge(into: Dict[str, Set[Server]], more: Dict[str, Set[Server]]) -> None:
         into.setdefault(name, set()).update(servers)
 
 
-def _slice_servers(es: dict, parse: _Addresses) -> Dict[str, Set[Server]]:
+def _slice_servers(es: dict, parse: Addresses) -> Dict[str, Set[Server]]:
     if es.get("addressType") not in ("IPv4", "IPv6"):
         return {}  # FQDN slices name hosts, not Pods
     found = []
@@ -143,7 +151,7 @@ def _slice_servers(es: dict, parse: _Addresses) -> Dict[str, Set[Server]]:
     return _cross([parse.canonical(a) for a in found], es.get("ports") or ())
 
 
-def _endpoints_servers(ep: dict, parse: _Addresses) -> Dict[str, Set[Server]]:
+def _endpoints_servers(ep: dict, parse: Addresses) -> Dict[str, Set[Server]]:
     out: Dict[str, Set[Server]] = {}
     for subset in ep.get("subsets") or ():
         ips = [parse.canonical(a.get("ip")) for a in (subset or {}).get("addresses") or () if isinstance(a, dict)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from lbsync import annotations as ann
-from lbsync import claims, endpoints
+from lbsync import claims, endpoints, nodes
 from lbsync.annotations import Invalid
 from lbsync.endpoints import Server
 from lbsync.snapshot import Snapshot
@@ -29,11 +29,59 @@ def build(snapshot: Snapshot, options: Options = Options()) -> Topology:
         problems.append(Problem(ns, name, "", f"endpoint addresses {', '.join(sorted(addresses)[:5])} are in "
                                 "deny_networks (loopback, link-local, multicast); not served",
                                 code="EndpointsInDeniedNetwork"))
+    pool = node_pool(snapshot, options)
+    servers = _Servers(ready, pool, nodes.local_index(snapshot) if pool is not None else {}, options)
+    if pool is not None:
+        problems.extend(pool.problems)
     routes: List[Route] = []
     for svc in sorted(snapshot.services, key=_age_key):
-        routes.extend(_service_routes(svc, ready, options, problems))
+        routes.extend(_service_routes(svc, servers, options, problems))
     backends = claims.settle(routes, options, problems)
     return Topology(tuple(sorted(backends, key=lambda b: b.name)), tuple(problems))
+
+
+def node_pool(snapshot: Snapshot, options: Options) -> Optional[nodes.Pool]:
+    """The nodes that can be servers; None when no Service is served through nodePorts."""
+    if not nodes.wants_nodes(snapshot.services, options.backend_mode):
+        return None
+    return nodes.pool(snapshot.nodes, address_types=options.node_address_types,
+                      selector=options.node_selector, deny=_networks(options.deny_networks))
+
+
+class _PodServers:
+    """A pod-mode Service's servers per port: its ready endpoints."""
+
+    def __init__(self, ready: Dict[str, Set[Server]]) -> None:
+        self.ready = ready
+
+    def for_port(self, port: dict, report: Reporter) -> Optional[Tuple[Server, ...]]:
+        servers = tuple(sorted(self.ready.get(port.get("name") or "", ()), key=Server.sort_key))
+        if not servers:
+            report("", f"port {port['port']} has no ready endpoints; its backend answers 503", "info",
+                   code="NoReadyEndpoints")
+        return servers
+
+    def checked(self, backend: Backend) -> Backend:
+        return backend
+
+
+@dataclass(frozen=True)
+class _Servers:
+    """Where each Service's servers come from: its Pods, or the nodes (backend mode nodeport)."""
+
+    ready: endpoints.Index
+    pool: Optional[nodes.Pool]
+    local: nodes.LocalIndex
+    options: Options
+
+    def of(self, svc: dict, mode: str, report: Reporter):
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        key = (meta.get("namespace") or "default", meta.get("name"))
+        if mode != "nodeport":
+            return _PodServers(self.ready.get(key, {}))
+        if self.pool is None or not nodes.NodeServers.served(spec, report):
+            return None
+        return nodes.NodeServers(spec, self.pool, self.local.get(key, {}), self.options.node_health_port)
 
 
 def _networks(cidrs: Tuple[str, ...]) -> endpoints.Networks:
@@ -47,7 +95,7 @@ def _age_key(svc: dict) -> Tuple[str, str, str]:
     return (str(created), str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
-def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
+def _service_routes(svc: dict, servers: _Servers, options: Options,
                     problems: List[Problem]) -> List[Route]:
     meta = svc.get("metadata") or {}
     ns, name = meta.get("namespace") or "default", meta.get("name")
@@ -67,10 +115,13 @@ def _service_routes(svc: dict, ready: endpoints.Index, options: Options,
                code="ExternalNameNotBalanced")
         return []
     conf = _ServiceConf.parse(raw, spec.get("ports") or [], options, report)
+    source = servers.of(svc, str(conf.service.get("lb.backend-mode") or options.backend_mode), report)
+    if source is None:
+        return []
     created = str(meta.get("creationTimestamp") or "9999")
     routes = []
     for port in spec.get("ports") or []:
-        backend = conf.backend_for(ns, name, port, ready.get((ns, name), {}), report)
+        backend = conf.backend_for(ns, name, port, source, report)
         if backend is not None:
             routes.append(Route(backend, created))
     return routes
@@ -113,7 +164,7 @@ class _ServiceConf:
     _PARSERS = {"lb.host": ann.hosts, "lb.sslTerm": ann.boolean, "lb.cookie-sticky-session": ann.boolean,
                 "lb.algorithm": ann.algorithm, "lb.path-prefix": ann.path_prefix,
                 "lb.check-interval": ann.duration_ms, "lb.check-path": ann.check_path,
-                "lb.tcp": ann.tcp_ports}
+                "lb.tcp": ann.tcp_ports, "lb.backend-mode": ann.backend_mode}
 
     @classmethod
     def parse(cls, raw: dict, spec_ports: list, options: Options, report: Reporter) -> "_ServiceConf":
@@ -121,6 +172,9 @@ class _ServiceConf:
         for key in unknown:
             report(_cut(key), "unknown annotation (typo?); ignored", code="UnknownAnnotation")
         service = cls._parse_all(service_raw, "", report)
+        if "lb.backend-mode" in service_raw and "lb.backend-mode" not in service:
+            report(ann.PREFIX + "lb.backend-mode", f"using the setting backend_mode ({options.backend_mode})", "info",
+                   code="DefaultBackendMode")
         refs = _port_refs(spec_ports)
         ports = {}
         for ref, values in port_raw.items():
@@ -158,7 +212,7 @@ class _ServiceConf:
                 return expose.listen_port or int(port["port"])
         return None
 
-    def backend_for(self, ns: str, name: str, port: dict, ready: Dict[str, Set[Server]],
+    def backend_for(self, ns: str, name: str, port: dict, source: "_PodServers | nodes.NodeServers",
                     report: Reporter) -> Optional[Backend]:
         if not _valid_port(port):
             shown = ann.show(port.get("port") if isinstance(port, dict) else port)
@@ -172,10 +226,9 @@ class _ServiceConf:
             report("", f"port {number}/{known}: only TCP is load-balanced; left out", "info",
                    code="ProtocolNotSupported", value=ann.show(protocol))
             return None
-        servers = tuple(sorted(ready.get(pname, ()), key=Server.sort_key))
-        if not servers:
-            report("", f"port {number} has no ready endpoints; its backend answers 503", "info",
-                   code="NoReadyEndpoints")
+        servers = source.for_port(port, report)
+        if servers is None:
+            return None
         base = Backend(name=f"{ns}_{name}_{number}", namespace=ns, service=name, port=number,
                        port_name=pname, mode="http", servers=servers,
                        sticky=bool(self.get("lb.cookie-sticky-session", port, False)),
@@ -185,8 +238,9 @@ class _ServiceConf:
                        check_path=self.get("lb.check-path", port))  # type: ignore[arg-type]
         listen = self.tcp_listen(port)
         if listen is not None:
-            return replace(base, mode="tcp", listen_port=listen, sticky=False, check_path=None)
-        return self._http(base, port, report)
+            return source.checked(replace(base, mode="tcp", listen_port=listen, sticky=False, check_path=None))
+        backend = self._http(base, port, report)
+        return source.checked(backend) if backend is not None else None
 
     def _http(self, base: Backend, port: dict, report: Reporter) -> Optional[Backend]:
         ssl = bool(self.get("lb.sslTerm", port, False))

@@ -129,7 +129,12 @@ def _servers_block(slot_list: slots.Slots) -> str:
     at 5,000 Services) is 5x faster in Python than in Jinja. Addresses need no `word()`
     check: they are inet_ntop's canonical text (see endpoints.py)."""
     free = _address(slots.PLACEHOLDER) + " disabled"
-    return "\n".join(f"    server s{i} {_address(s) if s else free}" for i, s in enumerate(slot_list, start=1))
+    return "\n".join(f"    server s{i} {_server(s) if s else free}" for i, s in enumerate(slot_list, start=1))
+
+
+def _server(server: Server) -> str:
+    text = _address(server)
+    return text if server.weight is None else f"{text} weight {int(server.weight)}"
 
 
 def _address(server: Server) -> str:

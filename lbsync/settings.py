@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from lbsync import labels
 from lbsync.exceptions import SettingsError
 
 ENV_PREFIX = "LBSYNC_"
@@ -62,6 +63,19 @@ class Settings:
         "Endpoint addresses never served (CIDRs): loopback, link-local (cloud metadata), multicast. "
         "A Pod is never there; anyone who can write Endpoints could aim the LB at its own host. "
         "'none' allows all (tests with loopback backends).")
+    # --- which servers: Pods, or nodes' nodePorts
+    backend_mode: str = _opt("pod", "'pod': servers are the Pods' addresses (the LB reaches Pod IPs: in "
+                             "the cluster, VPC-native or BGP-routed networks). 'nodeport': servers are "
+                             "the nodes' nodePorts (a VM in front of an overlay cluster). Per Service: "
+                             "annotation serviceloadbalancer/lb.backend-mode.")
+    node_address_types: Tuple[str, ...] = _list_opt(
+        ("InternalIP",), "nodeport mode: node address types to use, in order of preference "
+        "(InternalIP, ExternalIP); a node with none of them is left out.")
+    node_selector: str = _opt("", "nodeport mode: label selector restricting the nodes that are "
+                              "servers, e.g. 'node-role.kubernetes.io/edge'. Default: every eligible node.")
+    node_health_port: int = _opt(10256, "nodeport mode, externalTrafficPolicy Cluster: port of kube-proxy's "
+                                 "/healthz on each node; it fails while the node is unhealthy or being "
+                                 "deleted, so such a node leaves the pool by itself.", kind="int")
     # --- what is rendered
     haproxy_config: str = _opt("/etc/haproxy/haproxy.cfg", "The live HAProxy config file lbsync owns.")
     template: Optional[str] = _opt(None, "Jinja2 template to render instead of the bundled one.")
@@ -166,8 +180,29 @@ def _validate(s: Settings) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError as e:
             raise SettingsError(f"deny_networks: {cidr!r} is not a CIDR network (e.g. 127.0.0.0/8)") from e
+    _validate_nodes(s)
     if not 0 < s.shrink_guard <= 1:
         raise SettingsError(f"shrink_guard: {s.shrink_guard} must be in (0, 1]")
+
+
+NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
+
+
+def _validate_nodes(s: Settings) -> None:
+    if s.backend_mode not in ("pod", "nodeport"):
+        raise SettingsError(f"backend_mode: {s.backend_mode!r} must be 'pod' or 'nodeport'")
+    if not s.node_address_types:
+        raise SettingsError("node_address_types: give at least one of " + ", ".join(NODE_ADDRESS_TYPES))
+    for kind in s.node_address_types:
+        if kind not in NODE_ADDRESS_TYPES:
+            # Hostname/DNS types would need DNS at every reload and cannot go through the Runtime API
+            raise SettingsError(f"node_address_types: {kind!r} is not one of {', '.join(NODE_ADDRESS_TYPES)}")
+    try:
+        labels.parse(s.node_selector)
+    except ValueError as e:
+        raise SettingsError(f"node_selector: {e}") from e
+    if not 1 <= s.node_health_port <= 65535:
+        raise SettingsError(f"node_health_port: {s.node_health_port} is not a port number (1-65535)")
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:

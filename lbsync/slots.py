@@ -21,6 +21,7 @@ STEP = 4  # slots grow in steps of 4, so a scale-up by one rarely needs a reload
 PLACEHOLDER = Server("127.0.0.1", 1)  # address of a free slot; it is always `disabled`
 
 _BACKEND = re.compile(r"^backend (\S+)\s*$")
+_WEIGHT = re.compile(r" weight (\d+)")
 _SERVER = re.compile(r"^\s+server s(\d+) (\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)( .*)?$")
 
 
@@ -35,15 +36,16 @@ def assign(servers: Sequence[Server], previous: Optional[Slots] = None) -> Slots
     if not previous or len(previous) < len(servers):
         previous = (None,) * capacity(len(servers)) if not previous else \
             tuple(previous) + (None,) * (capacity(len(servers)) - len(previous))
-    wanted = set(servers)
-    slots = [s if s in wanted else None for s in previous]
-    placed = set(s for s in slots if s is not None)
+    # a server is where it is (address, port): one whose weight changed keeps its slot
+    wanted = {s.endpoint: s for s in servers}
+    slots = [wanted.get(s.endpoint) if s is not None else None for s in previous]
+    placed = set(s.endpoint for s in slots if s is not None)
     # slots that were already free first: a slot just vacated may still hold keep-alive
     # connections to the departed Pod, so a new Pod there would inherit its traffic
     free = iter([i for i, s in enumerate(previous) if s is None] +
-                [i for i, s in enumerate(previous) if s is not None and s not in wanted])
+                [i for i, s in enumerate(previous) if s is not None and s.endpoint not in wanted])
     for server in servers:
-        if server not in placed:
+        if server.endpoint not in placed:
             slots[next(free)] = server
     return tuple(slots)
 
@@ -65,14 +67,16 @@ def parse(config_text: str) -> Layout:
         if m and current is not None:
             index = int(m.group(1)) - 1
             current.extend([None] * (index + 1 - len(current)))
-            disabled = " disabled" in (m.group(4) or "")
-            current[index] = None if disabled else Server(m.group(2).strip("[]"), int(m.group(3)))
+            rest = m.group(4) or ""
+            weight = _WEIGHT.search(rest)
+            current[index] = None if " disabled" in rest else Server(
+                m.group(2).strip("[]"), int(m.group(3)), int(weight.group(1)) if weight else None)
     return {name: tuple(slots) for name, slots in out.items() if slots}
 
 
 @dataclass(frozen=True)
 class Change:
-    """One slot whose Pod changed: `old`/`new` are None for a free slot."""
+    """One slot whose server changed (place or weight): `old`/`new` are None for a free slot."""
 
     backend: str
     slot: int  # 1-based, as in the server name s<slot>

@@ -19,6 +19,8 @@ class Snapshot:
     endpoint_slices: discovery.k8s.io/v1 EndpointSlice objects.
     endpoints: v1 Endpoints objects (used for a Service only when no EndpointSlice
         names it, e.g. on clusters that do not serve or permit EndpointSlices).
+    nodes: v1 Node objects; listed only when some Service is served through nodePorts
+        (backend mode `nodeport`), else empty.
     requests / bytes: what the read cost (HTTP requests made, response bytes read);
         0 for file sources.
     version: an opaque token that changes whenever any of these objects changes (the
@@ -29,6 +31,7 @@ class Snapshot:
     services: Tuple[dict, ...] = ()
     endpoint_slices: Tuple[dict, ...] = ()
     endpoints: Tuple[dict, ...] = ()
+    nodes: Tuple[dict, ...] = ()
     requests: int = 0
     bytes: int = field(default=0)
     version: str = ""

@@ -15,7 +15,8 @@ import yaml
 from lbsync.exceptions import SourceFileError
 from lbsync.snapshot import Snapshot
 
-_KINDS = {"Service": "services", "EndpointSlice": "endpoint_slices", "Endpoints": "endpoints"}
+_KINDS = {"Service": "services", "EndpointSlice": "endpoint_slices", "Endpoints": "endpoints",
+          "Node": "nodes"}
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -37,7 +38,7 @@ class FileSource:
             for obj in _objects(path):
                 found[_KINDS[obj["kind"]]].append(obj)
         return Snapshot(services=tuple(found["services"]), endpoint_slices=tuple(found["endpoint_slices"]),
-                        endpoints=tuple(found["endpoints"]), version=version)
+                        endpoints=tuple(found["endpoints"]), nodes=tuple(found["nodes"]), version=version)
 
     def describe(self) -> str:
         return f"file {self.path}"

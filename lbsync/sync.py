@@ -57,7 +57,9 @@ def options_from(settings: Settings) -> model.Options:
         exclude_services=settings.exclude_services, path_prefixes=settings.path_prefixes,
         check_interval_ms=duration_ms(settings.check_interval, what="check_interval"),
         tls=bool(settings.tls_cert), reserved_ports=_bind_ports(settings),
-        deny_networks=settings.deny_networks)
+        deny_networks=settings.deny_networks, backend_mode=settings.backend_mode,
+        node_address_types=settings.node_address_types, node_selector=settings.node_selector,
+        node_health_port=settings.node_health_port)
 
 
 def frame_from(settings: Settings) -> render.Frame:
@@ -95,7 +97,8 @@ def make_source(settings: Settings):
     from lbsync import kube
     creds = kube.credentials.load(settings.kubeconfig, settings.context)
     return kube.ApiSource(creds, namespaces=settings.namespaces, selector=settings.selector,
-                          timeout=settings.api_timeout, page_size=settings.page_size)
+                          timeout=settings.api_timeout, page_size=settings.page_size,
+                          backend_mode=settings.backend_mode)
 
 
 def make_reloader(settings: Settings) -> Optional[Reloader]:

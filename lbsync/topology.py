@@ -24,6 +24,10 @@ class Options:
     tls: bool = False  # an HTTPS frontend exists (a certificate is configured)
     reserved_ports: Tuple[int, ...] = ()  # ports of our own binds: never given to lb.tcp
     deny_networks: Tuple[str, ...] = DEFAULT_DENY  # endpoint addresses never served
+    backend_mode: str = "pod"  # or "nodeport": servers are nodes' nodePorts
+    node_address_types: Tuple[str, ...] = ("InternalIP",)
+    node_selector: str = ""
+    node_health_port: int = 10256
 
 
 _CODE = re.compile(r"^[A-Z][A-Za-z0-9]{2,63}$")
@@ -79,6 +83,7 @@ class Backend:
     check_interval_ms: int = 2000
     check_path: Optional[str] = None
     listen_port: Optional[int] = None  # tcp mode: the load balancer's own port
+    check_port: Optional[int] = None  # health checks go to this port instead of the server's
 
     @property
     def frontend(self) -> str:

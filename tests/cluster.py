@@ -50,9 +50,32 @@ def endpoints_v1(name: str, ns: str = "default", ready: Iterable[str] = (), not_
             "subsets": [subset]}
 
 
+def node(name: str, internal: Optional[str] = None, *, external: Optional[str] = None,
+         labels: Optional[Dict[str, str]] = None, taints: Sequence[dict] = (), deleting: bool = False) -> dict:
+    """A v1 Node as the kubelet writes it (addresses InternalIP/ExternalIP, then Hostname)."""
+    addresses = [{"type": t, "address": a} for t, a in (("InternalIP", internal), ("ExternalIP", external)) if a]
+    meta = {"name": name, "resourceVersion": "1",
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **(labels or {})}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-02T00:00:00Z"
+    return {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": {"taints": list(taints)} if taints else {},
+            "status": {"addresses": addresses + [{"type": "Hostname", "address": name}]}}
+
+
+def nodeport_svc(name: str, ns: str = "default", node_port: int = 30080, *, type: str = "NodePort",
+                 policy: str = "Cluster", hcnp: Optional[int] = None, **kw) -> dict:
+    """A NodePort/LoadBalancer Service with one port `http` 80 -> http, on `node_port`."""
+    s = svc(name, ns, type=type, **kw)
+    s["spec"]["ports"][0]["nodePort"] = node_port
+    s["spec"]["externalTrafficPolicy"] = policy
+    if hcnp:
+        s["spec"]["healthCheckNodePort"] = hcnp
+    return s
+
+
 def snapshot(*objects: dict) -> Snapshot:
-    kinds = {"Service": [], "EndpointSlice": [], "Endpoints": []}
+    kinds = {"Service": [], "EndpointSlice": [], "Endpoints": [], "Node": []}
     for obj in objects:
         kinds[obj["kind"]].append(obj)
     return Snapshot(services=tuple(kinds["Service"]), endpoint_slices=tuple(kinds["EndpointSlice"]),
-                    endpoints=tuple(kinds["Endpoints"]))
+                    endpoints=tuple(kinds["Endpoints"]), nodes=tuple(kinds["Node"]))
