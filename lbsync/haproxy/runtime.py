@@ -196,6 +196,16 @@ class RuntimeApi:
         if answer.strip():
             raise self._error(cmd, answer)
 
+    def set_server_weight(self, backend: str, server: str, weight: int) -> None:
+        """`set server be/srv weight N` (0-256); HAProxy answers nothing on success, and refuses
+        with a message for backends whose algorithm is static (e.g. `balance source`)."""
+        if not 0 <= int(weight) <= 256:
+            raise ValueError(f"weight must be 0-256, not {weight!r}")
+        cmd = f"set server {_name('backend', backend)}/{_name('server', server)} weight {int(weight)}"
+        answer = self.raw(cmd)
+        if answer.strip():
+            raise self._error(cmd, answer)
+
     def servers(self, backend: str) -> List[Dict[str, object]]:
         """The backend's servers, parsed from `show servers state <backend>`."""
         cmd = f"show servers state {_name('backend', backend)}"

@@ -113,6 +113,17 @@ def _slim(obj: Dict[str, Any], unused: Tuple[str, ...] = UNUSED_KEYS) -> Dict[st
     return obj
 
 
+# A Node's big parts lbsync never reads (its image list alone can be tens of kB)
+NODE_UNUSED_KEYS = ("images", "volumesInUse", "volumesAttached", "capacity", "allocatable", "nodeInfo")
+
+
+def keeping(keep: Tuple[str, ...]) -> Tuple[str, ...]:
+    """UNUSED_KEYS without `keep` (a Node list keeps `status`, a nodeport cluster's
+    EndpointSlices keep `nodeName`)."""
+    unused = tuple(k for k in UNUSED_KEYS if k not in keep)
+    return unused + NODE_UNUSED_KEYS if "status" in keep else unused
+
+
 _HEAD_RV = re.compile(rb'^\s*\{[^\[]*?"metadata"\s*:\s*\{([^{}]*)\}')
 _RV = re.compile(rb'"resourceVersion"\s*:\s*"([^"]*)"')
 
@@ -130,17 +141,15 @@ def head_version(body: bytes) -> str:
 
 
 # A Service's uid is kept: a Kubernetes Event about it names it (`kubectl describe` matches on it).
-_KEEP_UID = tuple(k for k in UNUSED_KEYS if k != "uid")
+SERVICE_UNUSED = keeping(("uid",))
 
 
-def _slim_keeping_uid(obj: Dict[str, Any]) -> Dict[str, Any]:
-    return _slim(obj, _KEEP_UID)
-
-
-def parse_list(text: str, resp: requests.Response, url: str, *, keep_uid: bool = False) -> Dict[str, Any]:
-    """The decoded List object (without UNUSED_KEYS) of a 200 answer's `text`, or ApiMalformed."""
+def parse_list(text: str, resp: requests.Response, url: str,
+               unused: Tuple[str, ...] = UNUSED_KEYS) -> Dict[str, Any]:
+    """The decoded List object (without `unused` keys) of a 200 answer's `text`, or ApiMalformed."""
+    hook = _slim if unused is UNUSED_KEYS else (lambda obj: _slim(obj, unused))
     try:
-        doc = json.loads(text, object_hook=_slim_keeping_uid if keep_uid else _slim)
+        doc = json.loads(text, object_hook=hook)
     except ValueError as e:
         raise ApiMalformed("GET %s: HTTP %d answer is not JSON (Content-Type %s): %s" % (
             url, resp.status_code, resp.headers.get("Content-Type", "none"), snippet(text[:200].encode())),

@@ -65,10 +65,11 @@ class Transport:
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     def get_list(self, path: str, params: Dict[str, str], *, unless_version: str = "",
-                 keep_uid: bool = False) -> Dict[str, Any]:
+                 unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Dict[str, Any]:
         """GET a List; raises the matching ApiError subclass on any failure. With
         `unless_version`, nothing is decoded: the answer only says whether the List's
-        resourceVersion is still that one (`{"unchanged": True|False, ...}`)."""
+        resourceVersion is still that one (`{"unchanged": True|False, ...}`). `unused`: the
+        keys dropped from every object while decoding."""
         url = self.display_url(path)
         resp = self._get(path, params, url)
         if resp.status_code == 401 and self.credentials.refresh():
@@ -80,7 +81,7 @@ class Transport:
             return {"metadata": {"resourceVersion": unless_version if same else ""}, "unchanged": same}
         text = resp.content.decode("utf-8", "replace")
         resp._content = b""  # the bytes are not needed once decoded: 20 MB less at the peak of a big list
-        return errors.parse_list(text, resp, url, keep_uid=keep_uid)
+        return errors.parse_list(text, resp, url, unused)
 
     def send(self, method: str, path: str, body: Dict[str, Any], content_type: str) -> requests.Response:
         """POST or PATCH a JSON body (a write: never retried but after a 401 refresh); the 2xx

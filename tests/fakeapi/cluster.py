@@ -15,7 +15,8 @@ from tests.fakeapi.tls import TlsMaterial
 
 DEFAULT_USER = "system:serviceaccount:lb:lbsync"
 DEFAULT_TOKEN = "fake-token-0123456789abcdef"
-RESOURCE_BY_KIND = {"Service": "services", "Endpoints": "endpoints", "EndpointSlice": "endpointslices"}
+RESOURCE_BY_KIND = {"Service": "services", "Endpoints": "endpoints", "EndpointSlice": "endpointslices",
+                    "Node": "nodes"}
 
 
 class ClusterMixin:
@@ -83,6 +84,22 @@ class ClusterMixin:
     def _slices_of(self, namespace: str, service: str) -> List[Dict[str, Any]]:
         found = (self.store.get("endpointslices", namespace, n) for n in self.store.slice_names(namespace, service))
         return [s for s in found if s is not None]
+
+    def add_node(self, name: str, address: str, **kwargs: Any) -> Dict[str, Any]:
+        """Register a Node (see objects.node for kwargs: labels, taints, ready, external)."""
+        return self.store.put("nodes", objects.node(name, address, **kwargs))
+
+    def update_node(self, name: str, change: Callable[[Dict[str, Any]], None]) -> Dict[str, Any]:
+        """Apply `change` to a copy of the Node and store it (resourceVersion advances)."""
+        current = self.store.get("nodes", "", name)
+        if current is None:
+            raise KeyError("node %s" % name)
+        updated = copy.deepcopy(current)
+        change(updated)
+        return self.store.put("nodes", updated)
+
+    def delete_node(self, name: str) -> None:
+        self.store.delete("nodes", "", name)
 
     def load_objects(self, docs: Iterable[Any]) -> int:
         """Store objects from YAML/JSON documents (single objects or `List`s); returns the count."""

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakeapi import events, responses, selectors
-from tests.fakeapi.store import LIST_KINDS, BadToken, ExpiredToken
+from tests.fakeapi.store import CLUSTER_SCOPED, LIST_KINDS, BadToken, ExpiredToken
 
 if TYPE_CHECKING:
     from tests.fakeapi.server import Fault, FakeKubeApi
 
 Answer = Tuple[int, bytes, str, Dict[str, str]]  # status, body, content type, extra headers
-GROUP_RESOURCES = {"": ("services", "endpoints"), "discovery.k8s.io": ("endpointslices",)}
+GROUP_RESOURCES = {"": ("services", "endpoints", "nodes"), "discovery.k8s.io": ("endpointslices",)}
 EXPIRED_MESSAGE = ("The provided continue parameter is too old to display a consistent list result. "
                    "You can start a new list without the continue parameter, or use the continue "
                    "token in this response to retrieve the remainder of the results. Continuing "
@@ -153,6 +153,8 @@ class Handler(BaseHTTPRequestHandler):
             namespace, rest = rest[1], rest[2:]
         if not rest or len(rest) > 2 or rest[0] not in GROUP_RESOURCES[group]:
             return _status(404, details={})
+        if rest[0] in CLUSTER_SCOPED and namespace is not None:  # /namespaces/x/nodes does not exist
+            return _status(404, details={})
         resource, name = rest[0], (rest[1] if len(rest) == 2 else None)
         verb = "get" if name else ("watch" if query.get("watch") in ("1", "true") else "list")
         if fake._denied(user, resource):
@@ -175,7 +177,7 @@ class Handler(BaseHTTPRequestHandler):
                            "items": [responses.namespace(n) for n in names]})
 
     def _get(self, fake: FakeKubeApi, resource: str, namespace: Optional[str], name: str) -> Answer:
-        obj = fake.store.get(resource, namespace or "", name) if namespace else None
+        obj = fake.store.get(resource, namespace or "", name) if namespace or resource in CLUSTER_SCOPED else None
         if obj is None:
             details = {"name": name, "kind": resource}
             if resource == "endpointslices":

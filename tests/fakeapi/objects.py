@@ -57,7 +57,8 @@ def service_ports(ports: Iterable[PortSpec]) -> List[Dict[str, Any]]:
 def service(name: str, namespace: str = "default", ports: Iterable[PortSpec] = (80,), *,
             labels: Optional[Dict[str, str]] = None, annotations: Optional[Dict[str, str]] = None,
             selector: Optional[Dict[str, str]] = None, type: str = "ClusterIP",
-            cluster_ip: Optional[str] = None, node_ports: Optional[Dict[int, int]] = None
+            cluster_ip: Optional[str] = None, node_ports: Optional[Dict[int, int]] = None,
+            external_traffic_policy: str = "Cluster", health_check_node_port: Optional[int] = None
             ) -> Dict[str, Any]:
     """A v1 Service (without server-set uid/resourceVersion; the store stamps those)."""
     spec: Dict[str, Any] = {
@@ -74,7 +75,9 @@ def service(name: str, namespace: str = "default", ports: Iterable[PortSpec] = (
     if cluster_ip:  # otherwise the store allocates one, like the apiserver's IP allocator
         spec["clusterIP"], spec["clusterIPs"] = cluster_ip, [cluster_ip]
     if type in ("NodePort", "LoadBalancer"):
-        spec["externalTrafficPolicy"] = "Cluster"
+        spec["externalTrafficPolicy"] = external_traffic_policy
+        if type == "LoadBalancer" and external_traffic_policy == "Local":  # allocated like a nodePort
+            spec["healthCheckNodePort"] = health_check_node_port or 32000 + int(short_hash(name, length=4), 36) % 767
         for i, port in enumerate(spec["ports"]):
             default = 30000 + int(short_hash(name, str(i), length=4), 36) % 2767
             port["nodePort"] = (node_ports or {}).get(port["port"], default)
@@ -85,6 +88,40 @@ def service(name: str, namespace: str = "default", ports: Iterable[PortSpec] = (
         meta["annotations"] = dict(annotations)
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec,
             "status": {"loadBalancer": {}}}
+
+
+def node(name: str, address: str, *, labels: Optional[Dict[str, str]] = None,
+         taints: Sequence[Dict[str, Any]] = (), ready: bool = True, external: Optional[str] = None
+         ) -> Dict[str, Any]:
+    """A v1 Node as the kubelet registers it (without server-set uid/resourceVersion)."""
+    meta = {"name": name, "labels": {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                                     "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
+                                     "kubernetes.io/os": "linux", **(labels or {})},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                            "volumes.kubernetes.io/controller-managed-attach-detach": "true"}}
+    addresses = [{"address": address, "type": "InternalIP"}]
+    if external:
+        addresses.append({"address": external, "type": "ExternalIP"})
+    condition = {"type": "Ready", "status": "True" if ready else "Unknown",
+                 "lastHeartbeatTime": timestamp(), "lastTransitionTime": timestamp(),
+                 "reason": "KubeletReady" if ready else "NodeStatusUnknown",
+                 "message": "kubelet is posting ready status" if ready else "Kubelet stopped posting node status."}
+    spec: Dict[str, Any] = {"podCIDR": "10.244.%d.0/24" % (int(short_hash(name, length=2), 36) % 250),
+                            "podCIDRs": []}
+    spec["podCIDRs"] = [spec["podCIDR"]]
+    if taints:
+        spec["taints"] = [dict(t) for t in taints]
+    capacity = {"cpu": "2", "ephemeral-storage": "20134592Ki", "memory": "4015444Ki", "pods": "110"}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": spec, "status": {
+        "addresses": addresses + [{"address": name, "type": "Hostname"}],
+        "allocatable": capacity, "capacity": capacity, "conditions": [condition],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "images": [{"names": ["registry.k8s.io/kube-proxy:v1.32.0"], "sizeBytes": 30000000}],
+        "nodeInfo": {"architecture": "amd64", "containerRuntimeVersion": "containerd://1.7.24",
+                     "kernelVersion": "6.1.0-28-amd64", "kubeProxyVersion": "v1.32.0", "kubeletVersion": "v1.32.0",
+                     "operatingSystem": "linux", "osImage": "Debian GNU/Linux 12 (bookworm)",
+                     "bootID": uid_for("boot", name), "machineID": short_hash(name, length=32),
+                     "systemUUID": uid_for("system", name)}}}
 
 
 def _endpoint(spec: EndpointSpec, namespace: str, service_name: str, index: int,

@@ -72,6 +72,7 @@ def core_v1() -> Dict[str, Any]:
     return {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
         _resource("endpoints", "endpoints", "Endpoints", short=["ep"]),
         _resource("namespaces", "namespace", "Namespace", namespaced=False, short=["ns"]),
+        _resource("nodes", "node", "Node", namespaced=False, short=["no"]),
         _resource("services", "service", "Service", short=["svc"], categories=["all"]),
         {"name": "services/status", "singularName": "", "namespaced": True, "kind": "Service",
          "verbs": ["get", "patch", "update"]},

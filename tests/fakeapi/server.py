@@ -1,6 +1,6 @@
 """FakeKubeApi: a loopback Kubernetes API server for tests, benchmarks and kubectl.
 
-Serves Services, Endpoints and EndpointSlices (list with paging/selectors, get), Events
+Serves Services, Endpoints, EndpointSlices and Nodes (list with paging/selectors, get), Events
 (create, patch, get, list; events.k8s.io/v1 and v1, see events.py) plus the discovery documents, over HTTP or TLS (bearer tokens, client certs, anonymous), with knobs
 to inject faults (error statuses, slow answers, truncated or HTML bodies, dropped
 connections, a server that is down) and a thread-safe mutation API.

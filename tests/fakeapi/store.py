@@ -23,7 +23,9 @@ LIST_KINDS = {
     "services": ("ServiceList", "v1", "Service"),
     "endpoints": ("EndpointsList", "v1", "Endpoints"),
     "endpointslices": ("EndpointSliceList", "discovery.k8s.io/v1", "EndpointSlice"),
+    "nodes": ("NodeList", "v1", "Node"),
 }
+CLUSTER_SCOPED = ("nodes",)  # stored under namespace "", listed only cluster-wide
 KEEP_SNAPSHOTS = 64
 _META_ORDER = ("name", "generateName", "namespace", "uid", "resourceVersion", "generation",
                "creationTimestamp", "deletionTimestamp", "labels", "annotations", "ownerReferences")
@@ -78,8 +80,9 @@ class Store:
         """Create or replace an object; stamps uid, resourceVersion, creationTimestamp."""
         with self.lock:
             meta = obj.setdefault("metadata", {})
-            meta.setdefault("namespace", "default")
-            key = (meta["namespace"], meta["name"])
+            if resource not in CLUSTER_SCOPED:
+                meta.setdefault("namespace", "default")
+            key = (meta.get("namespace", ""), meta["name"])
             old = self._objects[resource].get(key)
             self.rv += 1
             meta["uid"] = old.obj["metadata"]["uid"] if old else meta.get("uid") or uid_for(
@@ -147,7 +150,7 @@ class Store:
 
     def namespaces(self) -> List[str]:
         with self.lock:
-            found = {k[0] for objs in self._objects.values() for k in objs}
+            found = {k[0] for objs in self._objects.values() for k in objs if k[0]}
         return sorted(found | {"default", "kube-system", "kube-public", "kube-node-lease"})
 
     def _snapshot(self, resource: str, rv: int) -> Tuple[List[Key], List[Entry]]:

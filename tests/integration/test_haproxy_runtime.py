@@ -159,3 +159,29 @@ def test_show_info_and_wait_for_worker_after_reload(env):
 def test_parse_servers_state_rejects_garbage():
     with pytest.raises(ValueError):
         parse_servers_state("No such backend.\n")
+
+
+def test_weight_changes_the_share_of_traffic_without_a_reload(env):
+    _, api, port, one, two = env
+    api.set_server_addr("be", "s2", "127.0.0.1", two.port)
+    api.set_server_state("be", "s2", "ready")
+    api.set_server_weight("be", "s1", 3)
+    assert _by_name(api)["s1"]["srv_uweight"] == "3"
+    assert hits(port, 8) == {"one": 6, "two": 2}
+    with pytest.raises(ValueError):
+        api.set_server_weight("be", "s1", 257)
+
+
+def test_weight_refused_by_a_static_algorithm_raises(tmp_path):
+    one = Backend("one").start()
+    cfg = tmp_path / "haproxy.cfg"
+    proc = HAProxyProcess(str(cfg), str(tmp_path))
+    cfg.write_text(http_config(free_port(), [f"server s1 {one.address}"], admin_socket=proc.admin_socket,
+                               backend_extra="    balance source\n"))
+    try:
+        proc.start()
+        with pytest.raises(RuntimeApiError, match="weight"):
+            RuntimeApi(proc.admin_socket).set_server_weight("be", "s1", 3)
+    finally:
+        proc.stop()
+        one.stop()

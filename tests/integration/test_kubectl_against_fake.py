@@ -81,3 +81,23 @@ def test_client_certificate(fake_api_tls, kubectl, tmp_path):  # noqa: F811
     config = fake_api_tls.write_kubeconfig(str(tmp_path / "cert-kubeconfig"), auth="cert", inline=True)
     assert "wso2am" in kubectl("get", "svc", "-n", "wso2", "-o", "name", config=config)
     assert fake_api_tls.requests[-1].user == "lbsync-client"
+
+
+def test_get_nodes_yaml_selector_and_single_node(fake_api_tls, kubectl):  # noqa: F811
+    fake_api_tls.add_node("node-a", "10.0.0.11", labels={"node-role.kubernetes.io/edge": ""})
+    fake_api_tls.add_node("node-b", "10.0.0.12", external="203.0.113.12",
+                          taints=[{"key": "ToBeDeletedByClusterAutoscaler", "value": "1", "effect": "NoSchedule"}])
+    doc = yaml.safe_load(kubectl("get", "nodes", "-o", "yaml"))
+    assert doc["kind"] == "List" and [i["kind"] for i in doc["items"]] == ["Node", "Node"]
+    a, b = doc["items"]
+    assert "namespace" not in a["metadata"] and a["metadata"]["resourceVersion"]
+    assert {"type": "InternalIP", "address": "10.0.0.11"} in a["status"]["addresses"]
+    assert {"type": "ExternalIP", "address": "203.0.113.12"} in b["status"]["addresses"]
+    assert b["spec"]["taints"][0]["key"] == "ToBeDeletedByClusterAutoscaler"
+    out = kubectl("get", "nodes", "-l", "node-role.kubernetes.io/edge", "-o", "name")
+    assert out.split() == ["node/node-a"]
+    one = yaml.safe_load(kubectl("get", "node", "node-b", "-o", "yaml"))
+    assert one["kind"] == "Node" and one["metadata"]["name"] == "node-b"
+    assert "node-a" in kubectl("get", "no")  # the short name, from discovery; the default table
+    fake_api_tls.delete_node("node-a")
+    assert kubectl("get", "nodes", "-o", "name").split() == ["node/node-b"]
