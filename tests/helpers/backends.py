@@ -33,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
         body_in = self.rfile.read(length) if length else b""
         record = {"backend": backend.name, "method": self.command, "path": self.path,
                   "host": self.headers.get("Host"), "cookie": self.headers.get("Cookie"),
-                  "body": body_in.decode("utf-8", "replace")}
+                  "body": body_in.decode("utf-8", "replace"), "client": self.client_address[0]}
         backend.record(record)
         body = json.dumps(record).encode()
         self.send_response(200)

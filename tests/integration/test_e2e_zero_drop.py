@@ -6,7 +6,6 @@ request; a structural change (a new Service) must cost exactly one reload.
 import http.client
 import os
 import statistics
-import threading
 import time
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from tests.fakeapi.server import FakeKubeApi
 from tests.helpers.backends import Backend, free_port
 from tests.helpers.haproxy_proc import HAProxyProcess, haproxy_available
+from tests.helpers.load import Load
 from tests.helpers.lbsync_proc import LbsyncProcess, http as http_get_status, parse_prometheus
 
 
@@ -25,57 +25,6 @@ def http_get_text(url):
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(not haproxy_available(), reason="haproxy binary not installed")]
 HOST = "web.example.com"
-
-
-class Load:
-    """Client threads sending GETs through HAProxy; counts answers per backend and failures."""
-
-    def __init__(self, port, *, threads=4, keep_alive=True, host=HOST):
-        self.port, self.threads, self.keep_alive, self.host = port, threads, keep_alive, host
-        self.ok = 0
-        self.failures = []
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self._threads = []
-
-    def __enter__(self):
-        for _ in range(self.threads):
-            t = threading.Thread(target=self._run, daemon=True)
-            t.start()
-            self._threads.append(t)
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self._threads:
-            t.join(5)
-
-    def _run(self):
-        conn = None
-        headers = {"Host": self.host}
-        if not self.keep_alive:
-            headers["Connection"] = "close"
-        deadline = time.monotonic() + 240  # bounded, whatever happens
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                conn.request("GET", "/", headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}")
-                with self.lock:
-                    self.ok += 1
-                if not self.keep_alive or resp.will_close:
-                    conn.close()
-                    conn = None
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                with self.lock:
-                    self.failures.append(repr(e))
-                if conn is not None:
-                    conn.close()
-                conn = None
 
 
 class Rig:
