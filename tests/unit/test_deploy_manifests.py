@@ -22,6 +22,7 @@ READ_ONLY = {"get", "list", "watch"}
 WANTED_RESOURCES = {("", "services"), ("", "endpoints"), ("discovery.k8s.io", "endpointslices")}
 EVENT_GROUPS = ("", "events.k8s.io")  # core v1 where events.k8s.io/v1 is not served (before 1.19)
 EVENT_WRITES = {"create", "patch"}  # a new Event, then its series (docs/security.md)
+NODES = {("", "nodes")}  # cluster-scoped; read only in backend mode nodeport
 ENV_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -131,7 +132,8 @@ def test_the_expected_kinds_are_in_each_file():
     kinds = {name: sorted(d["kind"] for d in load(name)) for name in MANIFESTS}
     assert kinds == {
         "rbac.yaml": ["ClusterRole", "ClusterRoleBinding", "Namespace", "ServiceAccount"],
-        "rbac-namespaced.yaml": ["Namespace", "Role", "RoleBinding", "ServiceAccount"],
+        "rbac-namespaced.yaml": ["ClusterRole", "ClusterRoleBinding", "Namespace", "Role", "RoleBinding",
+                                 "ServiceAccount"],
         "deployment.yaml": ["ConfigMap", "Deployment", "Namespace"],
         "daemonset.yaml": ["ConfigMap", "DaemonSet", "Namespace"],
     }
@@ -149,11 +151,14 @@ def test_namespaced_objects_live_in_lbsync(name):
             assert d["metadata"]["namespace"] == "lbsync", d["kind"]
 
 
-# --- RBAC: read-only, exactly three resources
+# --- RBAC: read-only, exactly three resources (and cluster-scoped Nodes, for nodeport mode)
 
 
-@pytest.mark.parametrize("name,kind", [("rbac.yaml", "ClusterRole"), ("rbac-namespaced.yaml", "Role")])
-def test_rbac_grants_exactly_reads_of_services_and_endpoints_and_event_writes(name, kind):
+@pytest.mark.parametrize("name,kind,reads,events", [
+    ("rbac.yaml", "ClusterRole", WANTED_RESOURCES | NODES, True),
+    ("rbac-namespaced.yaml", "Role", WANTED_RESOURCES, True),
+    ("rbac-namespaced.yaml", "ClusterRole", NODES, False)])  # Nodes are cluster-scoped: no Role grants them
+def test_rbac_grants_exactly_reads_of_services_endpoints_and_nodes_and_event_writes(name, kind, reads, events):
     role = only(load(name), kind)
     granted = set()
     for rule in role["rules"]:
@@ -161,13 +166,14 @@ def test_rbac_grants_exactly_reads_of_services_and_endpoints_and_event_writes(na
         assert len(set(rule["verbs"])) == len(rule["verbs"]), rule
         assert "*" not in rule["apiGroups"] and "*" not in rule["resources"] and "*" not in rule["verbs"]
         granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    reads = {(g, r, v) for g, r in WANTED_RESOURCES for v in READ_ONLY}
-    writes = {(g, "events", v) for g in EVENT_GROUPS for v in EVENT_WRITES}
-    assert granted == reads | writes  # nothing more: no update, delete, or any other resource
+    wanted = {(g, r, v) for g, r in reads for v in READ_ONLY}
+    writes = {(g, "events", v) for g in EVENT_GROUPS for v in EVENT_WRITES} if events else set()
+    assert granted == wanted | writes  # nothing more: no update, delete, or any other resource
 
 
 @pytest.mark.parametrize("name,binding,role", [("rbac.yaml", "ClusterRoleBinding", "ClusterRole"),
-                                               ("rbac-namespaced.yaml", "RoleBinding", "Role")])
+                                               ("rbac-namespaced.yaml", "RoleBinding", "Role"),
+                                               ("rbac-namespaced.yaml", "ClusterRoleBinding", "ClusterRole")])
 def test_the_binding_gives_the_role_to_the_lbsync_service_account(name, binding, role):
     docs = load(name)
     b, r, sa = only(docs, binding), only(docs, role), only(docs, "ServiceAccount")
@@ -175,6 +181,8 @@ def test_the_binding_gives_the_role_to_the_lbsync_service_account(name, binding,
     assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
                               "namespace": sa["metadata"]["namespace"]}]
     assert (sa["metadata"]["name"], sa["metadata"]["namespace"]) == ("lbsync", "lbsync")
+    if role == "ClusterRole":  # cluster-scoped: a namespace there would be ignored, and misleading
+        assert "namespace" not in r["metadata"] and "namespace" not in b["metadata"]
     if role == "Role":
         assert b["metadata"]["namespace"] == r["metadata"]["namespace"] != "lbsync"
 
