@@ -8,6 +8,7 @@ the Runtime API can apply without a reload. Pure: the previous layout is passed 
 """
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple
@@ -36,18 +37,25 @@ def assign(servers: Sequence[Server], previous: Optional[Slots] = None) -> Slots
     if not previous or len(previous) < len(servers):
         previous = (None,) * capacity(len(servers)) if not previous else \
             tuple(previous) + (None,) * (capacity(len(servers)) - len(previous))
-    # a server is where it is (address, port): one whose weight changed keeps its slot
-    wanted = {s.endpoint: s for s in servers}
-    slots = [wanted.get(s.endpoint) if s is not None else None for s in previous]
-    placed = set(s.endpoint for s in slots if s is not None)
+    wanted = set(servers)
+    slots = [s if s in wanted else None for s in previous]
+    placed = set(s for s in slots if s is not None)
+    # vacated slots by (address, port): a server whose weight alone changed keeps its slot
+    vacated = {_endpoint(s): i for i, s in enumerate(previous) if s is not None and s not in wanted}
+    for server in servers:
+        if server not in placed and _endpoint(server) in vacated:
+            slots[vacated.pop(_endpoint(server))] = server
+            placed.add(server)
     # slots that were already free first: a slot just vacated may still hold keep-alive
     # connections to the departed Pod, so a new Pod there would inherit its traffic
-    free = iter([i for i, s in enumerate(previous) if s is None] +
-                [i for i, s in enumerate(previous) if s is not None and s.endpoint not in wanted])
+    free = iter([i for i, s in enumerate(previous) if s is None] + sorted(vacated.values()))
     for server in servers:
-        if server.endpoint not in placed:
+        if server not in placed:
             slots[next(free)] = server
     return tuple(slots)
+
+
+_endpoint = operator.itemgetter(0, 1)  # Server.endpoint, at C speed
 
 
 def layout(backends: Mapping[str, Sequence[Server]], previous: Mapping[str, Slots]) -> Layout:
