@@ -80,6 +80,7 @@ class ApiSource:
         resourceVersion it had then, nothing is decoded and the Snapshot has no objects, only
         that version (an unchanged 5,000-Service cluster: no 20 MB of JSON to parse).
         """
+        self._nodes_listed = None  # only ever reused within one poll
         if unchanged_since:
             same = self._unchanged(unchanged_since)
             if same is not None:

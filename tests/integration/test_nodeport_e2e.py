@@ -159,8 +159,9 @@ def test_local_policy_sends_traffic_only_to_nodes_with_pods_weighted_by_their_co
         mark = lb.mark
         rig.place({**placement, "127.0.11.5": "node-3"})  # node-3 gets a second Pod: weight 1 -> 2
         lb.event("runtime.updated", after=mark, timeout=10)
-        wait_until(lambda: sum((rig.per_node() - first).values()) >= 800, 20, "800 more requests")
-        second = rig.per_node() - first
+        base = rig.per_node()
+        wait_until(lambda: sum((rig.per_node() - base).values()) >= 800, 20, "800 more requests")
+        second = rig.per_node() - base
     assert load.failures == [], load.failures[:5]
     assert set(first) == {node_ip(1), node_ip(3)} and set(second) <= {node_ip(1), node_ip(3)}
     ratio, ratio2 = first[node_ip(1)] / first[node_ip(3)], second[node_ip(1)] / second[node_ip(3)]
@@ -183,6 +184,8 @@ def test_a_node_added_and_removed_under_load_fails_nothing_and_never_reloads(mak
         added = time.monotonic()
         rig.add_node(4)  # registers with the API
         arrived = wait_until(lambda: rig.per_node()[node_ip(4)] > 0, 10, "traffic at the new node") - added
+        # the slot filled through the Runtime API keeps the check on kube-proxy's port, not the nodePort
+        wait_until(lambda: rig.nodes["node-4"].health_checks > 0, 5, "health checks at the new node's /healthz")
         removed = time.monotonic()
         rig.api.delete_node("node-1")  # the node object goes; its kube-proxy still forwards meanwhile
         gone = last_change(lambda: rig.per_node()[node_ip(1)], quiet=2.0, timeout=15) - removed
