@@ -1,7 +1,8 @@
 """Nodes as servers: eligibility, address choice, Cluster/Local policies, weights, checks, the pool version."""
 import pytest
 
-from lbsync import labels, model, nodes, render, slots
+from lbsync import labels, model, nodes, render, runtime_update, slots
+from lbsync.haproxy.runtime import RuntimeApi
 from lbsync.exceptions import SettingsError
 from lbsync.settings import Settings
 from lbsync.endpoints import Server
@@ -188,3 +189,34 @@ def test_weights_survive_render_and_parse():
 def test_bad_node_settings_are_refused(bad):
     with pytest.raises(SettingsError):
         Settings(**bad)
+
+
+class RecordingRuntime(RuntimeApi):
+    """Answers as HAProxy 2.6 does, without a socket; keeps every command."""
+
+    def __init__(self):
+        super().__init__("/nonexistent")
+        self.sent = []
+
+    def raw(self, cmd):
+        self.sent.append(cmd)
+        return "IP changed from '127.0.0.1' to '10.0.0.1' by 'stats socket command'\n" if " addr " in cmd else ""
+
+
+def test_runtime_commands_for_a_new_node_a_weight_change_and_a_node_that_left():
+    before = {"be": (Server("10.0.0.1", 30080, 3), Server("10.0.0.2", 30080, 1), None, None)}
+    after = {"be": (Server("10.0.0.1", 30080, 2), None, Server("10.0.0.3", 30080, 1), None)}
+    api = RecordingRuntime()
+    runtime_update.apply(api, slots.changes(before, after))
+    assert api.sent == [
+        "set server be/s1 weight 2",
+        "set server be/s3 addr 10.0.0.3 port 30080", "set server be/s3 weight 1", "set server be/s3 state ready",
+        "set server be/s2 state drain", "set server be/s2 state maint",
+        "set server be/s2 addr 127.0.0.1 port 1", "set server be/s2 weight 1"]
+
+
+def test_pod_mode_runtime_commands_carry_no_weight():
+    api = RecordingRuntime()
+    runtime_update.apply(api, slots.changes({"be": (Server("10.0.0.1", 80), None)},
+                                            {"be": (None, Server("10.0.0.2", 80))}))
+    assert not any("weight" in cmd for cmd in api.sent) and len(api.sent) == 5
