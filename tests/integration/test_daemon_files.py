@@ -101,7 +101,7 @@ def test_metrics_healthz_and_readyz(workdir):
         assert status == 200
         values = parse_prometheus(body)
         assert values['lbsync_syncs_total{result="changed"}'] >= 1
-        assert values["lbsync_backends"] == 5 and values["lbsync_servers"] == 10
+        assert values["lbsync_backends"] == 6 and values["lbsync_servers"] == 12
         assert values["lbsync_last_success_timestamp_seconds"] > time.time() - 60
         assert http(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
         assert http(f"http://127.0.0.1:{port}/readyz")[0] == 200
