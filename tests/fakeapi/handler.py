@@ -263,9 +263,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(length))
         self.end_headers()
-        try:
-            self.wfile.write(body)
-        finally:
-            fake._count_bytes(len(body))
+        fake._count_bytes(len(body))  # before the write: a client that has read it sees it counted
+        self.wfile.write(body)
         if len(body) != length:
             self.close_connection = True
