@@ -76,8 +76,10 @@ def pool(nodes: Sequence[dict], *, address_types: Sequence[str], selector: str =
         if address:
             found.append((_name(node), address))
         else:
-            problems.append(Problem("", "", "", f"node {_name(node)[:63]} has no usable address of types "
-                                    f"{', '.join(address_types)} (or it is in deny_networks); left out"))
+            # the node's name is the cluster's text: in `value` (lbsync's log), not in the reason
+            problems.append(Problem("", "", "", f"a node has no usable address of types {', '.join(address_types)} "
+                                    "(or it is in deny_networks); left out", code="NodeWithoutAddress",
+                                    value=ann.show(_name(node))))
     return Pool(tuple(found), tuple(problems))
 
 
@@ -159,14 +161,16 @@ class NodeServers:
     def served(spec: dict, report: Reporter) -> bool:
         if spec.get("type") in ("NodePort", "LoadBalancer"):
             return True
-        report(MODE_ANNOTATION, f"backend mode is nodeport but the Service is of type {spec.get('type') or 'ClusterIP'}"
-               " (no nodePort to reach it from outside); left out. Make it a NodePort or LoadBalancer Service")
+        report(MODE_ANNOTATION, "backend mode is nodeport but the Service is not of type NodePort or LoadBalancer "
+               "(no nodePort to reach it from outside); left out", code="NotANodePortService",
+               value=ann.show(spec.get("type") or "ClusterIP"))
         return False
 
     def for_port(self, port: dict, report: Reporter) -> Optional[Tuple[Server, ...]]:
         node_port = port.get("nodePort")
         if not isinstance(node_port, int) or not 1 <= node_port <= 65535:
-            report("", f"port {port.get('port')} has no nodePort; left out")
+            report("", f"port {port['port']} has no nodePort; left out", code="PortWithoutNodePort",
+                   value=ann.show(node_port) if node_port is not None else "")
             return None
         if self.policy == "Cluster":
             servers = [Server(address, node_port) for _, address in self.pool.nodes]
@@ -176,12 +180,12 @@ class NodeServers:
                        for name, address in self.pool.nodes if on.get(name)]
             outside = sorted(set(on) - {name for name, _ in self.pool.nodes})
             if outside:
-                report("", f"port {port.get('port')}: ready endpoints on nodes not in the node pool "
-                       f"({', '.join(n[:63] for n in outside[:5])}) get no traffic (externalTrafficPolicy Local)",
-                       "info")
+                report("", f"port {port['port']}: ready endpoints on {len(outside)} node(s) not in the node pool "
+                       "get no traffic (externalTrafficPolicy Local)", "info", code="EndpointsOnExcludedNodes",
+                       value=ann.show(", ".join(outside[:5])))
         if not servers:
-            report("", f"port {port.get('port')}: no eligible node to serve it ({self.policy} policy); its "
-                   "backend answers 503", "info")
+            report("", f"port {port['port']}: no eligible node to serve it ({self.policy} policy); its "
+                   "backend answers 503", "info", code="NoEligibleNodes")
         return tuple(sorted(servers, key=Server.sort_key))
 
     def checked(self, backend: Backend) -> Backend:

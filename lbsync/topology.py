@@ -31,7 +31,7 @@ class Options:
 
 
 _CODE = re.compile(r"^[A-Z][A-Za-z0-9]{2,63}$")
-OWNER_INFO = ("NoReadyEndpoints",)  # info-level problems a Service's owner still wants to hear of
+OWNER_INFO = ("NoReadyEndpoints", "NoEligibleNodes")  # info-level problems a Service's owner still wants to hear of
 
 
 @dataclass(frozen=True)

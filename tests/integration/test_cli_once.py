@@ -24,6 +24,9 @@ def test_dry_run_against_missing_live_file_prints_a_diff_from_empty_and_exits_1(
     out = capsys.readouterr().out
     assert out.startswith(f"--- {live}\n+++ {live} (new)\n@@ -0,0 +1,")
     assert "+backend mgt-gateway.am.wso2.com\n" in out and "+backend wso2_wso2am_7611\n" in out
+    # the example's NodePort Service (lb.backend-mode: nodeport) is served by its two nodes
+    assert "+    server s1 10.1.0.11:30080\n+    server s2 10.1.0.12:30080\n" in out
+    assert "+    default-server check inter 2000ms fall 2 rise 1 port 10256\n" in out
     assert not live.exists()
 
 

@@ -6,6 +6,8 @@ healthCheckNodePort responder (tests/helpers/nodes.py). Pods (127.0.11.x) see wh
 request came through, as with kube-proxy's SNAT.
 """
 import collections
+import http.client
+import json
 import os
 import time
 
@@ -194,3 +196,33 @@ def test_a_node_added_and_removed_under_load_fails_nothing_and_never_reloads(mak
     assert rig.reloads() == 0 and updates >= 2
     print(f"\nnode added: traffic after {arrived:.2f}s; node removed: last request after {gone:.2f}s; "
           f"{load.ok} requests, 0 failed, 0 reloads, {updates} runtime updates")
+
+
+def test_sticky_cookie_pins_a_client_to_one_node_and_stays_valid_when_nodes_change(make_rig):
+    rig = make_rig()
+    rig.api.update_service("shop", "web", lambda s: s["metadata"]["annotations"].update(
+        {"serviceloadbalancer/lb.cookie-sticky-session": "true"}))
+    for i in range(1, 4):
+        rig.add_node(i)
+    rig.place({"127.0.11.1": "node-1"})
+    rig.start()
+
+    def via(cookie=None):
+        conn = http.client.HTTPConnection("127.0.0.1", rig.http, timeout=3)
+        conn.request("GET", "/", headers={"Host": HOST, **({"Cookie": cookie} if cookie else {})})
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        conn.close()
+        return body["client"], resp.getheader("Set-Cookie")
+
+    node, set_cookie = via()
+    cookie = set_cookie.split(";")[0]
+    assert {via(cookie)[0] for _ in range(10)} == {node}
+    assert len({via()[0] for _ in range(9)}) == 3  # without the cookie: every node
+    with LbsyncProcess([*rig.args(), "--interval", "1"]) as lb:
+        lb.event("daemon.started")
+        mark = lb.mark
+        rig.add_node(4)
+        lb.event("runtime.updated", after=mark, timeout=10)
+        assert {via(cookie)[0] for _ in range(10)} == {node}
+    assert rig.reloads() == 0
