@@ -192,15 +192,24 @@ def test_bad_node_settings_are_refused(bad):
 
 
 class RecordingRuntime(RuntimeApi):
-    """Answers as HAProxy 2.6 does, without a socket; keeps every command."""
+    """Answers as HAProxy 2.6 does, without a socket (`show servers state` from what it was
+    told); keeps every command that changes something."""
 
     def __init__(self):
         super().__init__("/nonexistent")
-        self.sent = []
+        self.sent, self.held = [], {}
 
     def raw(self, cmd):
+        words = cmd.split()
+        if cmd.startswith("show servers state"):
+            rows = "".join(f"1 {words[3]} {i} {name} {addr} 2 0 {port}\n"
+                           for i, (name, (addr, port)) in enumerate(sorted(self.held.items()), 1))
+            return "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_port\n" + rows
         self.sent.append(cmd)
-        return "IP changed from '127.0.0.1' to '10.0.0.1' by 'stats socket command'\n" if " addr " in cmd else ""
+        if words[3] == "addr":
+            self.held[words[2].split("/")[1]] = (words[4], words[6])
+            return "IP changed from '127.0.0.1' to '%s' by 'stats socket command'\n" % words[4]
+        return ""
 
 
 def test_runtime_commands_for_a_new_node_a_weight_change_and_a_node_that_left():
