@@ -6,6 +6,7 @@ healthCheckNodePort responder (tests/helpers/nodes.py). Pods (127.0.11.x) see wh
 request came through, as with kube-proxy's SNAT.
 """
 import collections
+import contextlib
 import http.client
 import json
 import os
@@ -16,7 +17,7 @@ import pytest
 from tests.fakeapi.server import FakeKubeApi
 from tests.helpers.backends import Backend, free_port
 from tests.helpers.haproxy_proc import HAProxyProcess, haproxy_available
-from tests.helpers.lbsync_proc import LbsyncProcess
+from tests.helpers.lbsync_proc import LbsyncProcess, http as http_status
 from tests.helpers.load import Load
 from tests.helpers.nodes import EmulatedNode
 
@@ -37,7 +38,7 @@ class NodeRig:
         self.kubeconfig = self.api.write_kubeconfig(os.path.join(tmp, "kubeconfig"), auth="none")
         self.pod_port, self.node_port, self.health_port = free_port(), free_port(), free_port()
         self.hcnp = free_port() if local else None
-        self.http = free_port()
+        self.http, self.metrics = free_port(), free_port()
         self.cfg = os.path.join(tmp, "haproxy.cfg")
         self.proc = HAProxyProcess(self.cfg, tmp)
         self.pods, self.nodes = {}, {}
@@ -69,6 +70,13 @@ class NodeRig:
                 "--node-health-port", str(self.health_port), "--http-bind", f"127.0.0.1:{self.http}",
                 "--stats-bind", "", "--deny-networks", "none", "--runtime-socket", self.proc.admin_socket,
                 "--master-socket", self.proc.master_socket, "--check-interval", "1s", "--haproxy-log", ""]
+
+    @contextlib.contextmanager
+    def daemon(self):
+        """The lbsync daemon, once its first pass is done (/readyz): changes after this are its news."""
+        with LbsyncProcess([*self.args(), "--interval", "1", "--metrics-bind", f"127.0.0.1:{self.metrics}"]) as lb:
+            wait_until(lambda: _status(f"http://127.0.0.1:{self.metrics}/readyz") == 200, 15, "lbsync ready")
+            yield lb
 
     def start(self):
         once = LbsyncProcess([*self.args(), "--once"]).start()  # the first config, before HAProxy starts
@@ -102,6 +110,13 @@ def make_rig(tmp_path):
         rig.close()
 
 
+def _status(url):
+    try:
+        return http_status(url, timeout=1)[0]
+    except OSError:
+        return None
+
+
 def wait_until(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,8 +144,7 @@ def test_cluster_policy_spreads_over_every_node_and_an_unhealthy_node_leaves_wit
         rig.add_node(i)
     rig.place({"127.0.11.1": "node-1", "127.0.11.2": "node-3"})
     rig.start()
-    with LbsyncProcess([*rig.args(), "--interval", "1"]) as lb, Load(rig.http, host=HOST) as load:
-        lb.event("daemon.started")
+    with rig.daemon() as lb, Load(rig.http, host=HOST) as load:
         wait_until(lambda: all(rig.per_node()[node_ip(i)] >= 20 for i in range(1, 5)), 10, "traffic on all nodes")
         flipped = time.monotonic()
         rig.nodes["node-2"].healthy = False  # kube-proxy's /healthz now 503 (node unhealthy or being deleted)
@@ -154,8 +168,7 @@ def test_local_policy_sends_traffic_only_to_nodes_with_pods_weighted_by_their_co
     placement = {"127.0.11.1": "node-1", "127.0.11.2": "node-1", "127.0.11.3": "node-1", "127.0.11.4": "node-3"}
     rig.place(placement)
     rig.start()
-    with LbsyncProcess([*rig.args(), "--interval", "1"]) as lb, Load(rig.http, host=HOST) as load:
-        lb.event("daemon.started")
+    with rig.daemon() as lb, Load(rig.http, host=HOST) as load:
         wait_until(lambda: sum(rig.per_node().values()) >= 800, 20, "800 requests")
         first = rig.per_node()
         mark = lb.mark
@@ -180,8 +193,7 @@ def test_a_node_added_and_removed_under_load_fails_nothing_and_never_reloads(mak
         rig.add_node(i)
     rig.place({"127.0.11.1": "node-1", "127.0.11.2": "node-2"})
     rig.start()
-    with LbsyncProcess([*rig.args(), "--interval", "1"]) as lb, Load(rig.http, host=HOST) as load:
-        lb.event("daemon.started")
+    with rig.daemon() as lb, Load(rig.http, host=HOST) as load:
         wait_until(lambda: all(rig.per_node()[node_ip(i)] >= 20 for i in range(1, 4)), 10, "traffic on 3 nodes")
         added = time.monotonic()
         rig.add_node(4)  # registers with the API
@@ -219,8 +231,7 @@ def test_sticky_cookie_pins_a_client_to_one_node_and_stays_valid_when_nodes_chan
     cookie = set_cookie.split(";")[0]
     assert {via(cookie)[0] for _ in range(10)} == {node}
     assert len({via()[0] for _ in range(9)}) == 3  # without the cookie: every node
-    with LbsyncProcess([*rig.args(), "--interval", "1"]) as lb:
-        lb.event("daemon.started")
+    with rig.daemon() as lb:
         mark = lb.mark
         rig.add_node(4)
         lb.event("runtime.updated", after=mark, timeout=10)
