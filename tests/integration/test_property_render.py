@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lbsync import annotations as ann
 from lbsync import events, model, render
-from tests.cluster import slice_, snapshot, svc
+from tests.cluster import node, slice_, snapshot, svc
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy binary not installed")]
@@ -35,10 +35,34 @@ value = {
     "lb.check-path": st.one_of(st.sampled_from(["/", "/healthz", "/h?x=1"]), hostile),
     "lb.tcp": st.one_of(st.sampled_from(["http", "80:19001", "http:19002"]), hostile),
     "lb.ignore": st.one_of(st.sampled_from(["true", "false"]), hostile),
+    "lb.backend-mode": st.one_of(st.sampled_from(["pod", "nodeport"]), hostile),
 }
 annotations = st.dictionaries(st.sampled_from(sorted(value)), st.none(), max_size=5).flatmap(
     lambda keys: st.fixed_dictionaries({k: value[k] for k in keys}))
 ip = st.tuples(st.integers(1, 254), st.integers(0, 255), st.integers(1, 254)).map(lambda t: "10.%d.%d.%d" % t)
+NODES = ["n0", "n1", "n2", "n3"]
+
+
+def nodeport(draw, obj):
+    """Make some Services NodePort/LoadBalancer, with either traffic policy."""
+    spec = obj["spec"]
+    spec["type"] = draw(st.sampled_from(["ClusterIP", "NodePort", "LoadBalancer"]))
+    if spec["type"] != "ClusterIP":
+        for i, port in enumerate(spec["ports"]):
+            port["nodePort"] = draw(st.sampled_from([30000 + i, 0, 70000]))
+        spec["externalTrafficPolicy"] = draw(st.sampled_from(["Cluster", "Local", "Bogus"]))
+        spec["healthCheckNodePort"] = draw(st.sampled_from([None, 32000, "x"]))
+    return obj
+
+
+@st.composite
+def nodes(draw):
+    found = []
+    for name in draw(st.lists(st.sampled_from(NODES), max_size=4, unique=True)):
+        labels = draw(st.sampled_from([{}, {"node.kubernetes.io/exclude-from-external-load-balancers": ""}]))
+        found.append(node(name, draw(st.one_of(ip, hostile)), external=draw(st.one_of(st.none(), hostile)),
+                          labels=labels))
+    return found
 
 
 @st.composite
@@ -50,13 +74,16 @@ def clusters(draw):
         ports = [("http", draw(st.sampled_from([80, 8080, 9443])))]
         if draw(st.booleans()):
             ports.append(("admin", 9000, 9000, draw(st.sampled_from(["TCP", "UDP"]))))
-        objs.append(svc(name, ns, ports=ports, annotations=draw(annotations),
-                        created=f"2026-01-0{1 + i % 9}T00:00:00Z"))
+        objs.append(nodeport(draw, svc(name, ns, ports=ports, annotations=draw(annotations),
+                                       created=f"2026-01-0{1 + i % 9}T00:00:00Z")))
         ready = draw(st.lists(ip, max_size=4, unique=True))
-        objs.append(slice_(name, ns, ready=ready, not_ready=draw(st.lists(ip, max_size=2)),
-                           ports=[("http", 8080), ("admin", 9000)]))
+        es = slice_(name, ns, ready=ready, not_ready=draw(st.lists(ip, max_size=2)),
+                    ports=[("http", 8080), ("admin", 9000)])
+        for endpoint in es["endpoints"]:
+            endpoint["nodeName"] = draw(st.sampled_from(NODES + ["elsewhere"]))
+        objs.append(es)
         names.add((ns, name))
-    return objs
+    return objs + draw(nodes())
 
 
 def haproxy_check(text):
@@ -81,7 +108,8 @@ BASELINE = RENDERER.render(model.Topology(()))
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(clusters())
 def test_any_cluster_renders_a_config_haproxy_accepts(objs):
-    topology = model.build(snapshot(*objs), model.Options(tls=True, reserved_ports=(18080, 18443, 18936)))
+    topology = model.build(snapshot(*objs), model.Options(tls=True, reserved_ports=(18080, 18443, 18936),
+                                                          deny_networks=("10.0.0.0/16",)))
     text = RENDERER.render(topology)
     code, output = haproxy_check(text)
     assert code == 0, output
@@ -96,6 +124,11 @@ def test_any_cluster_renders_a_config_haproxy_accepts(objs):
                 # nor a Problem's reason and code, nor an Event's note made of them
                 assert not any(raw in p.reason or raw in p.code or raw in events.note_text(p)
                                for p in topology.problems), (key, raw)
+    for obj in objs:  # nor do a Node's hostile addresses
+        for entry in obj.get("status", {}).get("addresses", ()) if obj["kind"] == "Node" else ():
+            raw = entry["address"]
+            if len(raw) >= 6 and any(n in raw for n in NASTY if n.strip()):
+                assert raw not in text, raw
     # every Service that was valid and published is routed (or reported why not)
     reported = {(p.namespace, p.service) for p in topology.problems}
     routed = {(b.namespace, b.service) for b in topology.backends}

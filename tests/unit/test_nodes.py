@@ -53,7 +53,8 @@ def test_address_types_are_tried_in_order_and_a_node_without_any_is_reported():
     both, internal_only = node("a", "10.0.0.1", external="203.0.113.1"), node("b", "10.0.0.2")
     got = pool(both, internal_only, node("c"), address_types=("ExternalIP",))
     assert got.nodes == (("a", "203.0.113.1"),)
-    assert [p.reason.split(" has")[0] for p in got.problems] == ["node b", "node c"]
+    assert [(p.code, p.value) for p in got.problems] == [("NodeWithoutAddress", "'b'"), ("NodeWithoutAddress", "'c'")]
+    assert all("ExternalIP" in p.reason and p.namespace == p.service == "" for p in got.problems)
     assert pool(both, internal_only, address_types=("ExternalIP", "InternalIP")).nodes == (
         ("a", "203.0.113.1"), ("b", "10.0.0.2"))
 
@@ -94,7 +95,7 @@ def test_local_policy_serves_nodes_with_ready_endpoints_weighted_by_their_count(
     b = t.backends[0]
     assert b.servers == (Server("10.0.0.1", 30080, 3), Server("10.0.0.2", 30080, 1))
     assert (b.check_port, b.check_path) == (31000, "/healthz")
-    assert any("not in the node pool (gone)" in p.reason for p in t.problems)
+    assert [(p.code, p.value, p.level) for p in t.problems] == [("EndpointsOnExcludedNodes", "'gone'", "info")]
 
 
 def test_local_policy_counts_v1_endpoints_when_there_are_no_slices():
@@ -115,14 +116,15 @@ def test_weight_is_capped_at_haproxys_maximum():
 def test_clusterip_service_in_nodeport_mode_is_left_out_with_a_reason():
     t = build(svc("web"), slice_("web", ready=["10.244.0.5"]), node("a", "10.0.0.1"))
     assert t.backends == ()
-    assert "ClusterIP" in t.problems[0].reason and t.problems[0].annotation == nodes.MODE_ANNOTATION
+    p = t.problems[0]
+    assert (p.code, p.value, p.annotation) == ("NotANodePortService", "'ClusterIP'", nodes.MODE_ANNOTATION)
 
 
 def test_port_without_node_port_is_left_out():
     s = nodeport_svc("web")
     del s["spec"]["ports"][0]["nodePort"]
     t = build(s, node("a", "10.0.0.1"))
-    assert t.backends == () and "no nodePort" in t.problems[0].reason
+    assert t.backends == () and t.problems[0].code == "PortWithoutNodePort"
 
 
 def test_annotation_overrides_the_setting_and_an_invalid_value_falls_back_to_it():
@@ -133,7 +135,9 @@ def test_annotation_overrides_the_setting_and_an_invalid_value_falls_back_to_it(
               node("a", "10.0.0.1"), options=pods)
     servers = {b.service: b.servers for b in t.backends}
     assert servers == {"web": (Server("10.0.0.1", 30080),), "api": (Server("10.244.0.6", 8080),)}
-    assert any("using the setting backend_mode (pod)" in p.reason for p in t.problems)
+    assert [(p.code, p.value) for p in t.problems if p.annotation.endswith("lb.backend-mode")] == [
+        ("InvalidAnnotation", "'nodeports'"), ("DefaultBackendMode", "")]
+    assert all("nodeports" not in p.reason for p in t.problems)  # untrusted text stays in `value`
 
 
 def test_pod_mode_never_reads_nodes():
