@@ -47,25 +47,30 @@ Index = Dict[Tuple[str, str], Dict[str, Set[Server]]]
 Networks = Tuple[ipaddress._BaseNetwork, ...]  # type: ignore[name-defined]
 
 
+# (namespace, service) -> Service port name -> addresses of endpoints that are not ready
+Waiting = Dict[Tuple[str, str], Dict[str, Set[str]]]
+
+
 def index(snapshot: Snapshot, *, deny: Networks = (),
-          denied: Optional[Dict[Tuple[str, str], Set[str]]] = None) -> Index:
+          denied: Optional[Dict[Tuple[str, str], Set[str]]] = None, waiting: Optional[Waiting] = None) -> Index:
     """EndpointSlices where a Service has any; v1 Endpoints only for the others.
 
     Addresses inside `deny` are dropped (and listed in `denied`): anyone who can write an
     Endpoints object could otherwise point the load balancer at its own loopback or a
-    cloud metadata address.
+    cloud metadata address. Endpoints that are not ready are listed in `waiting` (never served).
     """
     addresses = Addresses(deny)
     out: Index = {}
+    waiting = {} if waiting is None else waiting
     for es in snapshot.endpoint_slices:
         key = owner(es, label=True)
         if key:
-            _merge(out.setdefault(key, {}), _slice_servers(es, addresses))
+            _merge(out.setdefault(key, {}), _slice_servers(es, addresses, waiting.setdefault(key, {})))
     sliced = set(out)
     for ep in snapshot.endpoints:
         key = owner(ep, label=False)
         if key and key not in sliced:
-            _merge(out.setdefault(key, {}), _endpoints_servers(ep, addresses))
+            _merge(out.setdefault(key, {}), _endpoints_servers(ep, addresses, waiting.setdefault(key, {})))
     if denied is not None:
         for key, dropped in addresses.denied_by_owner(snapshot).items():
             denied.setdefault(key, set()).update(dropped)
@@ -137,26 +142,35 @@ def _merge(into: Dict[str, Set[Server]], more: Dict[str, Set[Server]]) -> None:
         into.setdefault(name, set()).update(servers)
 
 
-def _slice_servers(es: dict, parse: Addresses) -> Dict[str, Set[Server]]:
+def _slice_servers(es: dict, parse: Addresses, waiting: Dict[str, Set[str]]) -> Dict[str, Set[Server]]:
     if es.get("addressType") not in ("IPv4", "IPv6"):
         return {}  # FQDN slices name hosts, not Pods
-    found = []
+    found, unready = [], []
     for ep in es.get("endpoints") or ():
         conditions = (ep or {}).get("conditions") or {}
-        if conditions.get("ready") is False:  # absent means ready, per the API reference
-            continue
         addrs = (ep or {}).get("addresses") or ()
-        if addrs:
-            found.append(addrs[0])  # all addresses of one endpoint are the same Pod
+        if addrs:  # all addresses of one endpoint are the same Pod
+            # absent `ready` means ready, per the API reference
+            (unready if conditions.get("ready") is False else found).append(addrs[0])
+    if unready:
+        _merge(waiting, _port_names(es.get("ports") or (), unready))
     return _cross([parse.canonical(a) for a in found], es.get("ports") or ())
 
 
-def _endpoints_servers(ep: dict, parse: Addresses) -> Dict[str, Set[Server]]:
+def _endpoints_servers(ep: dict, parse: Addresses, waiting: Dict[str, Set[str]]) -> Dict[str, Set[Server]]:
     out: Dict[str, Set[Server]] = {}
     for subset in ep.get("subsets") or ():
         ips = [parse.canonical(a.get("ip")) for a in (subset or {}).get("addresses") or () if isinstance(a, dict)]
         _merge(out, _cross(ips, (subset or {}).get("ports") or ()))
+        unready = [a.get("ip") for a in (subset or {}).get("notReadyAddresses") or () if isinstance(a, dict)]
+        _merge(waiting, _port_names((subset or {}).get("ports") or (), unready))
     return out
+
+
+def _port_names(ports: Iterable[object], addresses: Iterable[object]) -> Dict[str, Set[str]]:
+    """Not-ready addresses by port name (counted, never served: no parsing needed)."""
+    texts = {a for a in addresses if isinstance(a, str)}
+    return {str(p.get("name") or ""): set(texts) for p in ports if isinstance(p, dict) and texts}
 
 
 def _cross(canonical: Iterable[str], ports: Iterable[object]) -> Dict[str, Set[Server]]:

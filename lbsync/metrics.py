@@ -1,7 +1,11 @@
-"""Counters and gauges in Prometheus text format, and the /metrics, /healthz, /readyz server.
+"""lbsync's metrics, declared in one table, and the /metrics, /healthz, /readyz server.
 
-Thread-safe: the sync loop writes, the HTTP server thread reads. No client library:
-the text format is small and stable, and one dependency fewer is one less to patch.
+`prometheus_client` keeps the values and writes the exposition format (text, or
+OpenMetrics when the scraper asks for it): label values are escaped correctly, and
+the standard process_* (CPU, resident memory, open fds), python_info and python_gc_*
+metrics come with it. Each Metrics has a registry of its own, so two daemons in one
+process (tests) never share values. Thread-safe: the sync loop writes, the HTTP
+server thread reads.
 """
 from __future__ import annotations
 
@@ -10,35 +14,48 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, Optional, Tuple
 
-Labels = Tuple[Tuple[str, str], ...]
+import prometheus_client
+from prometheus_client import exposition
 
-_HELP = {
-    "lbsync_syncs_total": ("counter", "Sync passes by result (changed, unchanged, failed, deferred)."),
-    "lbsync_reloads_total": ("counter", "HAProxy reloads by result (success, failure)."),
+# name: (kind, help, label names). The one place a metric is declared: add new ones here,
+# then call Metrics.inc/set/observe by name.
+DEFINITIONS: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
+    "lbsync_syncs_total": ("counter", "Sync passes by result (changed, unchanged, failed, deferred).",
+                           ("result",)),
+    "lbsync_reloads_total": ("counter", "HAProxy reloads by result (success, failure).", ("result",)),
     "lbsync_runtime_updates_total": ("counter", "Server slot changes over the Runtime API, by result "
-                                     "(success; fallback_to_reload when HAProxy's answer was unexpected)."),
-    "lbsync_api_errors_total": ("counter", "Failed polls of the Kubernetes API by HTTP status ('none': no answer)."),
-    "lbsync_api_requests_total": ("counter", "HTTP requests made to the Kubernetes API."),
-    "lbsync_api_bytes_total": ("counter", "Response bytes read from the Kubernetes API."),
-    "lbsync_sync_duration_seconds": ("summary", "Seconds spent in successful sync passes."),
-    "lbsync_last_sync_duration_seconds": ("gauge", "Duration of the last successful pass."),
-    "lbsync_last_success_timestamp_seconds": ("gauge", "Unix time of the last successful pass."),
-    "lbsync_backends": ("gauge", "Backends in the live config."),
-    "lbsync_servers": ("gauge", "Servers (ready endpoints) in the live config."),
+                                     "(success; fallback_to_reload when HAProxy's answer was unexpected).",
+                                     ("result",)),
+    "lbsync_api_errors_total": ("counter", "Failed polls of the Kubernetes API by HTTP status "
+                                "('none': no answer).", ("status",)),
+    "lbsync_api_requests_total": ("counter", "HTTP requests made to the Kubernetes API.", ()),
+    "lbsync_api_bytes_total": ("counter", "Response bytes read from the Kubernetes API.", ()),
+    "lbsync_sync_duration_seconds": ("summary", "Seconds spent in successful sync passes.", ()),
+    "lbsync_last_sync_duration_seconds": ("gauge", "Duration of the last successful pass.", ()),
+    "lbsync_last_success_timestamp_seconds": ("gauge", "Unix time of the last successful pass.", ()),
+    "lbsync_backends": ("gauge", "Backends in the live config.", ()),
+    "lbsync_servers": ("gauge", "Servers (ready endpoints) in the live config.", ()),
     "lbsync_problems": ("gauge", "Services, ports or annotations left out in the last pass, by level "
-                        "(warning: a mistake to fix; info: left out by design, e.g. kube-system)."),
+                        "(warning: a mistake to fix; info: left out by design, e.g. kube-system).", ("level",)),
     "lbsync_events_total": ("counter", "Kubernetes Event writes by result (created, patched, failed; "
-                            "deferred: held back by the rate limit for a later pass)."),
-    "lbsync_ready": ("gauge", "1 when the last syncs succeeded (see /readyz)."),
+                            "deferred: held back by the rate limit for a later pass).", ("result",)),
+    "lbsync_ready": ("gauge", "1 when the last syncs succeeded (see /readyz).", ()),
 }
+
+_KINDS = {"counter": prometheus_client.Counter, "gauge": prometheus_client.Gauge,
+          "summary": prometheus_client.Summary}
 
 
 class Metrics:
-    """Named values with labels; `text()` renders the exposition format."""
+    """The values of every metric in DEFINITIONS, plus the liveness and readiness state."""
 
     def __init__(self, *, unready_after: int = 3) -> None:
-        self._values: Dict[Tuple[str, Labels], float] = {}
-        self._lock = threading.Lock()
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        for collector in (prometheus_client.ProcessCollector, prometheus_client.PlatformCollector,
+                          prometheus_client.GCCollector):
+            collector(registry=self.registry)
+        self._metrics = {name: _KINDS[kind](name, help_text, labelnames=labels, registry=self.registry)
+                         for name, (kind, help_text, labels) in DEFINITIONS.items()}
         self.synced_once = False
         self.consecutive_failures = 0
         self.unready_after = unready_after
@@ -53,23 +70,26 @@ class Metrics:
     def alive(self) -> bool:
         return time.monotonic() - self.last_beat < self.stall_after
 
+    def _child(self, name: str, labels: Dict[str, str]):
+        metric = self._metrics[name]
+        return metric.labels(**labels) if labels else metric
+
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._child(name, labels).inc(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[(name, tuple(sorted(labels.items())))] = float(value)
+        self._child(name, labels).set(value)
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        self._child(name, labels).observe(value)
 
     def get(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._values.get((name, tuple(sorted(labels.items()))), 0.0)
+        """A sample's current value (0 when never set): `lbsync_syncs_total`, `..._count`, ..."""
+        return self.registry.get_sample_value(name, labels) or 0.0
 
     def success(self, duration: float) -> None:
         self.synced_once, self.consecutive_failures = True, 0
-        self.inc("lbsync_sync_duration_seconds_sum", duration)
-        self.inc("lbsync_sync_duration_seconds_count")
+        self.observe("lbsync_sync_duration_seconds", duration)
         self.set("lbsync_last_sync_duration_seconds", duration)
         self.set("lbsync_last_success_timestamp_seconds", time.time())
         self.set("lbsync_ready", 1.0 if self.ready else 0.0)
@@ -84,34 +104,16 @@ class Metrics:
         return self.synced_once and self.consecutive_failures < self.unready_after
 
     def text(self) -> str:
-        with self._lock:
-            items = sorted(self._values.items())
-        lines, seen = [], set()
-        for (name, labels), value in items:
-            family = _family(name)
-            if family not in seen:
-                seen.add(family)
-                kind, help_text = _HELP.get(family, ("untyped", family))
-                lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}"]
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-            number = str(int(value)) if value.is_integer() else repr(value)
-            lines.append(f"{name}{{{label_text}}} {number}" if labels else f"{name} {number}")
-        return "\n".join(lines) + "\n"
-
-
-def _family(name: str) -> str:
-    for suffix in ("_sum", "_count"):
-        base = name[:-len(suffix)]
-        if name.endswith(suffix) and _HELP.get(base, ("",))[0] == "summary":
-            return base
-    return name
+        """The Prometheus text exposition format (version 0.0.4)."""
+        return exposition.generate_latest(self.registry).decode("utf-8")
 
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         metrics: Metrics = self.server.metrics  # type: ignore[attr-defined]
         if self.path == "/metrics":
-            self._send(200, metrics.text(), "text/plain; version=0.0.4; charset=utf-8")
+            encoder, content_type = exposition.choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encoder(metrics.registry), content_type)
         elif self.path == "/healthz":
             stuck = time.monotonic() - metrics.last_beat
             self._send(200, "ok\n") if metrics.alive else self._send(
@@ -124,8 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "not found: try /metrics, /healthz or /readyz\n")
 
-    def _send(self, code: int, body: str, ctype: str = "text/plain; charset=utf-8") -> None:
-        data = body.encode()
+    def _send(self, code: int, body, ctype: str = "text/plain; charset=utf-8") -> None:
+        data = body if isinstance(body, bytes) else body.encode()
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))

@@ -24,13 +24,14 @@ def build(snapshot: Snapshot, options: Options = Options()) -> Topology:
     """The Topology for one snapshot; Problems say what was left out and why."""
     problems: List[Problem] = []
     denied: Dict[Tuple[str, str], Set[str]] = {}
-    ready = endpoints.index(snapshot, deny=_networks(options.deny_networks), denied=denied)
+    waiting: endpoints.Waiting = {}
+    ready = endpoints.index(snapshot, deny=_networks(options.deny_networks), denied=denied, waiting=waiting)
     for (ns, name), addresses in sorted(denied.items()):
         problems.append(Problem(ns, name, "", f"endpoint addresses {', '.join(sorted(addresses)[:5])} are in "
                                 "deny_networks (loopback, link-local, multicast); not served",
                                 code="EndpointsInDeniedNetwork"))
     pool = node_pool(snapshot, options)
-    servers = _Servers(ready, pool, nodes.local_index(snapshot) if pool is not None else {}, options)
+    servers = _Servers(ready, waiting, pool, nodes.local_index(snapshot) if pool is not None else {}, options)
     if pool is not None:
         problems.extend(pool.problems)
     routes: List[Route] = []
@@ -51,8 +52,8 @@ def node_pool(snapshot: Snapshot, options: Options) -> Optional[nodes.Pool]:
 class _PodServers:
     """A pod-mode Service's servers per port: its ready endpoints."""
 
-    def __init__(self, ready: Dict[str, Set[Server]]) -> None:
-        self.ready = ready
+    def __init__(self, ready: Dict[str, Set[Server]], waiting: Dict[str, Set[str]]) -> None:
+        self.ready, self.waiting = ready, waiting
 
     def for_port(self, port: dict, report: Reporter) -> Optional[Tuple[Server, ...]]:
         servers = tuple(sorted(self.ready.get(port.get("name") or "", ()), key=Server.sort_key))
@@ -62,7 +63,11 @@ class _PodServers:
         return servers
 
     def checked(self, backend: Backend) -> Backend:
-        return backend
+        """With the count of the port's endpoints that are not ready (reports: ready/total)."""
+        unready = self.waiting.get(backend.port_name)
+        if not unready:
+            return backend
+        return replace(backend, not_ready=len(unready - {s.address for s in backend.servers}))
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class _Servers:
     """Where each Service's servers come from: its Pods, or the nodes (backend mode nodeport)."""
 
     ready: endpoints.Index
+    waiting: endpoints.Waiting
     pool: Optional[nodes.Pool]
     local: nodes.LocalIndex
     options: Options
@@ -78,7 +84,7 @@ class _Servers:
         meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
         key = (meta.get("namespace") or "default", meta.get("name"))
         if mode != "nodeport":
-            return _PodServers(self.ready.get(key, {}))
+            return _PodServers(self.ready.get(key, {}), self.waiting.get(key, {}))
         if self.pool is None or not nodes.NodeServers.served(spec, report):
             return None
         return nodes.NodeServers(spec, self.pool, self.local.get(key, {}), self.options.node_health_port)

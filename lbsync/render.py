@@ -67,6 +67,7 @@ class Frame:
     haproxy_user: Optional[str] = None
     haproxy_group: Optional[str] = None
     haproxy_version: Tuple[int, int] = (2, 4)  # oldest supported: no newer keywords
+    prometheus_exporter: bool = False  # the binary has HAProxy's built-in exporter service
 
 
 class Renderer:

@@ -84,6 +84,9 @@ class Settings:
     https_bind: str = _opt("*:443", "Address:port of the HTTPS frontend (used when tls_cert is set).")
     stats_bind: str = _opt("127.0.0.1:1936", "Address:port of HAProxy's stats page; loopback by default "
                            "so it is not open to the world. Empty disables it.")
+    haproxy_exporter: str = _opt("auto", "Serve HAProxy's own Prometheus exporter at /metrics on the stats "
+                                 "frontend (stats_bind): 'true', 'false', or 'auto' (when `haproxy -vv` "
+                                 "lists the prometheus-exporter service; off when it cannot be run).")
     tcp_bind_address: str = _opt("*", "Address the plain TCP frontends (lb.tcp) listen on.")
     tls_cert: Optional[str] = _opt(None, "PEM file (certificate + key) or directory of them for the "
                                    "HTTPS frontend; without it lb.sslTerm routes are left out.")
@@ -171,6 +174,8 @@ def _validate(s: Settings) -> None:
         value = getattr(s, name)
         if value and any(c.isspace() or c in "#'\"\\" for c in value):
             raise SettingsError(f"{name}: {value!r} must not contain spaces, quotes or '#'")
+    if s.haproxy_exporter not in ("auto", "true", "false"):
+        raise SettingsError(f"haproxy_exporter: {s.haproxy_exporter!r} must be auto, true or false")
     if s.haproxy_version != "auto" and not re.match(r"^\d+\.\d+$", s.haproxy_version):
         raise SettingsError(f"haproxy_version: {s.haproxy_version!r} must be 'auto' or MAJOR.MINOR (e.g. 2.6)")
     if s.interval <= 0:

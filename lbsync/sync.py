@@ -69,7 +69,8 @@ def frame_from(settings: Settings) -> render.Frame:
         https_redirect=settings.https_redirect, hard_stop_after=settings.hard_stop_after,
         haproxy_log=settings.haproxy_log, maxconn=settings.maxconn, runtime_socket=settings.runtime_socket,
         runtime_socket_group=settings.runtime_socket_group, haproxy_user=settings.haproxy_user,
-        haproxy_group=settings.haproxy_group, haproxy_version=_haproxy_version(settings))
+        haproxy_group=settings.haproxy_group, haproxy_version=_haproxy_version(settings),
+        prometheus_exporter=_prometheus_exporter(settings))
 
 
 def _haproxy_version(settings: Settings) -> Tuple[int, int]:
@@ -80,6 +81,15 @@ def _haproxy_version(settings: Settings) -> Tuple[int, int]:
         return tuple(haproxy.version(settings.haproxy_binary)[:2])  # type: ignore[return-value]
     except LbsyncError:
         return (2, 4)  # cannot ask: write only what every supported version accepts
+
+
+def _prometheus_exporter(settings: Settings) -> bool:
+    if settings.haproxy_exporter != "auto" or not settings.stats_bind:
+        return settings.haproxy_exporter == "true" and bool(settings.stats_bind)
+    try:
+        return haproxy.has_prometheus_exporter(settings.haproxy_binary)
+    except LbsyncError:
+        return False  # cannot ask: a `use-service` the binary lacks would fail the config check
 
 
 def _bind_ports(settings: Settings) -> Tuple[int, ...]:

@@ -84,6 +84,7 @@ class Backend:
     check_path: Optional[str] = None
     listen_port: Optional[int] = None  # tcp mode: the load balancer's own port
     check_port: Optional[int] = None  # health checks go to this port instead of the server's
+    not_ready: int = field(default=0, compare=False)  # endpoints not ready (never served): for reports
 
     @property
     def frontend(self) -> str:

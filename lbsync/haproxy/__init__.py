@@ -5,7 +5,7 @@ this package's public names, re-exported below.
 """
 from __future__ import annotations
 
-from lbsync.haproxy.check import check_config, version
+from lbsync.haproxy.check import check_config, has_prometheus_exporter, version
 from lbsync.haproxy.files import commit, discard, read, replace, stage
 from lbsync.haproxy.reload import (MasterSocketReloader, ProcState, Reloader,
                                    ReloadResult, SignalReloader, master_command, parse_show_proc,
@@ -14,7 +14,7 @@ from lbsync.haproxy.reload_command import CommandReloader
 from lbsync.haproxy.runtime import RuntimeApi
 
 __all__ = [
-    "check_config", "version",
+    "check_config", "has_prometheus_exporter", "version",
     "stage", "commit", "discard", "read", "replace",
     "Reloader", "ReloadResult", "MasterSocketReloader", "SignalReloader", "CommandReloader",
     "ProcState", "master_command", "parse_show_proc", "show_proc",

@@ -108,3 +108,18 @@ def version(binary: str = "haproxy", *, timeout: float = 10.0) -> Tuple[int, int
     if proc.returncode != 0 or match is None:
         raise HAProxyError(f"cannot read the version from `{binary} -v`: {_tail(output) or 'no output'}")
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def has_prometheus_exporter(binary: str = "haproxy", *, timeout: float = 10.0) -> bool:
+    """Whether `haproxy -vv` lists the built-in Prometheus exporter service (USE_PROMEX builds:
+    Debian's 2.6, the official 3.x images); HAProxyError when the binary cannot be asked."""
+    try:
+        proc = _run([binary, "-vv"], timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise HAProxyError(f"{binary} -vv timed out after {timeout:g}s") from exc
+    output = _decode(proc.stdout)
+    if proc.returncode != 0 or not _VERSION.search(output):
+        raise HAProxyError(f"cannot read the build options from `{binary} -vv`: {_tail(output) or 'no output'}")
+    services = [line.partition(":")[2].split() for line in output.splitlines()
+                if line.strip().startswith("Available services")]
+    return any("prometheus-exporter" in names for names in services) or "+PROMEX" in output.split()

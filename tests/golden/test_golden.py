@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 CASES = sorted(d for d in os.listdir(HERE) if os.path.isfile(os.path.join(HERE, d, "cluster.yaml")))
 BASE = dict(http_bind="127.0.0.1:18080", https_bind="127.0.0.1:18443", stats_bind="127.0.0.1:18936",
             tcp_bind_address="127.0.0.1", tls_cert=os.path.join(HERE, "_tls", "lb.pem"),
-            haproxy_log="stdout", haproxy_version="2.6")
+            haproxy_log="stdout", haproxy_version="2.6", haproxy_exporter="false")
 
 
 def render_case(case: str) -> str:
