@@ -1,7 +1,8 @@
-"""`lbsync` command: flags -> Settings -> one sync (--once) or the daemon.
+"""`lbsync` command: flags -> Settings -> one sync (--once), the daemon, or `lbsync routes`.
 
 Exit codes, as `kubectl diff`: with --once --dry-run 0 = no change, 1 = changes;
---once 0 = done (changed or not); 2 = an error, printed as one line naming what was wrong.
+--once 0 = done (changed or not); `routes` 0 = printed; 2 = an error, printed as one line
+naming what was wrong.
 """
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def parser() -> argparse.ArgumentParser:
         prog="lbsync", description="Keep an HAProxy config true to a Kubernetes cluster's Services.",
         epilog="Every flag can also be set as LBSYNC_<NAME> in the environment or as <name> in the "
                "--config YAML file; flags win over the environment, which wins over the file.")
+    p.add_argument("command", nargs="?", choices=["routes"],
+                   help="routes: print what the load balancer serves (host, path, Service, servers) and "
+                        "what was left out and why; reads the cluster as a sync does, writes nothing. "
+                        "Without a command: sync (the daemon, or --once).")
+    p.add_argument("-o", "--output", choices=["table", "json"],
+                   help="routes only: 'table' (default) or 'json' (stable form, see docs/operations.md).")
     p.add_argument("--config", metavar="FILE", help="YAML settings file (also $LBSYNC_CONFIG).")
     p.add_argument("--once", action="store_true", help="Sync once and exit instead of polling forever.")
     p.add_argument("--dry-run", action="store_true",
@@ -33,7 +40,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "routes" and (args.once or args.dry_run):
+        p.error("routes prints and exits: --once and --dry-run do not apply")
+    if args.output and args.command != "routes":
+        p.error("-o/--output goes with the routes command")
     config_file = args.config or os.environ.get("LBSYNC_CONFIG")
     try:
         settings = settings_mod.load(args=args, config_file=config_file)
@@ -41,14 +53,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"lbsync: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     # a dry run's stdout is the diff: keep log lines on stderr
-    logs.setup(settings.log_format, settings.log_level, stream=sys.stderr if args.dry_run else None)
+    logs.setup(settings.log_format, settings.log_level,
+               stream=sys.stderr if args.dry_run or args.command else None)
     try:
+        if args.command == "routes":
+            return _routes(settings, output=args.output or "table")
         if args.once or args.dry_run:
             return _once(settings, dry_run=args.dry_run)
         from lbsync import daemon
         return daemon.run(settings, config_file=config_file, args=args)
     except LbsyncError as e:
-        logs.get("lbsync").error("sync.failed", error=str(e), kind=type(e).__name__)
+        logs.get("lbsync").error(f"{args.command or 'sync'}.failed", error=str(e), kind=type(e).__name__)
         print(f"lbsync: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -68,6 +83,17 @@ def _once(settings: settings_mod.Settings, *, dry_run: bool) -> int:
     if dry_run:
         sys.stdout.write(result.diff)
         return EXIT_CHANGES if result.changed else EXIT_OK
+    return EXIT_OK
+
+
+def _routes(settings: settings_mod.Settings, *, output: str) -> int:
+    """Build the model as a sync would (same source, same settings), print it, write nothing."""
+    from lbsync import haproxy, model, routes, sync
+    topology = model.build(sync.make_source(settings).fetch(), sync.options_from(settings))
+    live = None
+    if settings.runtime_socket:
+        live = routes.live_states(haproxy.RuntimeApi(settings.runtime_socket, timeout=10.0).all_servers())
+    sys.stdout.write(routes.to_json(topology, live) if output == "json" else routes.table(topology, live))
     return EXIT_OK
 
 

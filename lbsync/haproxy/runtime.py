@@ -208,7 +208,13 @@ class RuntimeApi:
 
     def servers(self, backend: str) -> List[Dict[str, object]]:
         """The backend's servers, parsed from `show servers state <backend>`."""
-        cmd = f"show servers state {_name('backend', backend)}"
+        return self._servers_state(f"show servers state {_name('backend', backend)}")
+
+    def all_servers(self) -> List[Dict[str, object]]:
+        """Every backend's servers, from one `show servers state` (rows carry `be_name`)."""
+        return self._servers_state("show servers state")
+
+    def _servers_state(self, cmd: str) -> List[Dict[str, object]]:
         answer = self.command(cmd)
         try:
             return parse_servers_state(answer)
