@@ -1,6 +1,6 @@
 """lbsync's metrics, declared in one table, and the /metrics, /healthz, /readyz server.
 
-`prometheus_client` keeps the values and writes the exposition format (text, or
+lbsync keeps the values; `prometheus_client` writes the exposition format (text, or
 OpenMetrics when the scraper asks for it): label values are escaped correctly, and
 the standard process_* (CPU, resident memory, open fds), python_info and python_gc_*
 metrics come with it. Each Metrics has a registry of its own, so two daemons in one
@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import prometheus_client
 from prometheus_client import exposition
@@ -42,20 +42,27 @@ DEFINITIONS: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
     "lbsync_ready": ("gauge", "1 when the last syncs succeeded (see /readyz).", ()),
 }
 
-_KINDS = {"counter": prometheus_client.Counter, "gauge": prometheus_client.Gauge,
-          "summary": prometheus_client.Summary}
+_FAMILIES = {"counter": prometheus_client.metrics_core.CounterMetricFamily,
+             "gauge": prometheus_client.metrics_core.GaugeMetricFamily,
+             "summary": prometheus_client.metrics_core.SummaryMetricFamily}
+Labels = Tuple[str, ...]
 
 
 class Metrics:
-    """The values of every metric in DEFINITIONS, plus the liveness and readiness state."""
+    """The values of every metric in DEFINITIONS, plus the liveness and readiness state.
+
+    A metric appears once it was first counted or set, as before prometheus_client: an
+    alert on `absent(...)` or on a timestamp that is not there yet keeps working.
+    """
 
     def __init__(self, *, unready_after: int = 3) -> None:
-        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        self._values: Dict[Tuple[str, Labels], List[float]] = {}  # [value] or [count, sum]
+        self._lock = threading.Lock()
+        self.registry = prometheus_client.CollectorRegistry()
         for collector in (prometheus_client.ProcessCollector, prometheus_client.PlatformCollector,
                           prometheus_client.GCCollector):
             collector(registry=self.registry)
-        self._metrics = {name: _KINDS[kind](name, help_text, labelnames=labels, registry=self.registry)
-                         for name, (kind, help_text, labels) in DEFINITIONS.items()}
+        self.registry.register(self)
         self.synced_once = False
         self.consecutive_failures = 0
         self.unready_after = unready_after
@@ -70,22 +77,47 @@ class Metrics:
     def alive(self) -> bool:
         return time.monotonic() - self.last_beat < self.stall_after
 
-    def _child(self, name: str, labels: Dict[str, str]):
-        metric = self._metrics[name]
-        return metric.labels(**labels) if labels else metric
+    def _key(self, name: str, labels: Dict[str, str]) -> Tuple[str, Labels]:
+        names = DEFINITIONS[name][2]
+        if set(labels) != set(names):
+            raise ValueError(f"{name} takes labels {names}, not {tuple(labels)}")
+        return name, tuple(str(labels[n]) for n in names)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        self._child(name, labels).inc(amount)
+        key = self._key(name, labels)
+        with self._lock:
+            self._values.setdefault(key, [0.0])[0] += amount
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        self._child(name, labels).set(value)
+        key = self._key(name, labels)
+        with self._lock:
+            self._values[key] = [float(value)]
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        self._child(name, labels).observe(value)
+        """One observation of a summary: its _count and _sum."""
+        key = self._key(name, labels)
+        with self._lock:
+            total = self._values.setdefault(key, [0.0, 0.0])
+            total[0], total[1] = total[0] + 1, total[1] + value
 
     def get(self, name: str, **labels: str) -> float:
         """A sample's current value (0 when never set): `lbsync_syncs_total`, `..._count`, ..."""
         return self.registry.get_sample_value(name, labels) or 0.0
+
+    def collect(self) -> Iterator[prometheus_client.metrics_core.Metric]:
+        """prometheus_client's Collector protocol: the families that have a value."""
+        with self._lock:
+            values = {key: list(v) for key, v in self._values.items()}
+        for name, (kind, help_text, label_names) in DEFINITIONS.items():
+            family = _FAMILIES[kind](name, help_text, labels=label_names)
+            found = sorted((labels, v) for (n, labels), v in values.items() if n == name)
+            for labels, v in found:
+                if kind == "summary":
+                    family.add_metric(list(labels), count_value=v[0], sum_value=v[1])
+                else:
+                    family.add_metric(list(labels), v[0])
+            if found:
+                yield family
 
     def success(self, duration: float) -> None:
         self.synced_once, self.consecutive_failures = True, 0

@@ -1,4 +1,5 @@
 """The Metrics object: values by name and labels, escaping, readiness; no server, no processes."""
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lbsync import metrics as metrics_mod
@@ -38,3 +39,19 @@ def test_two_metrics_objects_never_share_values():
     a, b = metrics_mod.Metrics(), metrics_mod.Metrics()
     a.set("lbsync_backends", 7)
     assert a.get("lbsync_backends") == 7 and b.get("lbsync_backends") == 0
+
+
+def test_a_metric_appears_only_once_it_was_counted_or_set():
+    m = metrics_mod.Metrics()
+    names = {f.name for f in text_string_to_metric_families(m.text())}
+    assert "process_resident_memory_bytes" in names
+    assert not any(n.startswith("lbsync_") for n in names)  # `absent(lbsync_ready)` alerts keep working
+    m.failure()
+    names = {f.name for f in text_string_to_metric_families(m.text())}
+    assert {n for n in names if n.startswith("lbsync_")} == {"lbsync_ready"}
+
+
+def test_labels_must_be_the_declared_ones():
+    m = metrics_mod.Metrics()
+    with pytest.raises(ValueError, match="lbsync_problems takes labels"):
+        m.set("lbsync_problems", 1, kind="warning")
