@@ -65,12 +65,12 @@ def index(snapshot: Snapshot, *, deny: Networks = (),
     for es in snapshot.endpoint_slices:
         key = owner(es, label=True)
         if key:
-            _merge(out.setdefault(key, {}), _slice_servers(es, addresses, waiting.setdefault(key, {})))
+            _add(out, waiting, key, *_slice_servers(es, addresses))
     sliced = set(out)
     for ep in snapshot.endpoints:
         key = owner(ep, label=False)
         if key and key not in sliced:
-            _merge(out.setdefault(key, {}), _endpoints_servers(ep, addresses, waiting.setdefault(key, {})))
+            _add(out, waiting, key, *_endpoints_servers(ep, addresses))
     if denied is not None:
         for key, dropped in addresses.denied_by_owner(snapshot).items():
             denied.setdefault(key, set()).update(dropped)
@@ -142,9 +142,19 @@ def _merge(into: Dict[str, Set[Server]], more: Dict[str, Set[Server]]) -> None:
         into.setdefault(name, set()).update(servers)
 
 
-def _slice_servers(es: dict, parse: Addresses, waiting: Dict[str, Set[str]]) -> Dict[str, Set[Server]]:
+def _add(out: Index, waiting: Waiting, key: Tuple[str, str], servers: Dict[str, Set[Server]],
+         unready: Dict[str, Set[str]]) -> None:
+    _merge(out.setdefault(key, {}), servers)
+    if unready:
+        _merge(waiting.setdefault(key, {}), unready)
+
+
+Found = Tuple[Dict[str, Set[Server]], Dict[str, Set[str]]]  # ready servers, not-ready addresses
+
+
+def _slice_servers(es: dict, parse: Addresses) -> Found:
     if es.get("addressType") not in ("IPv4", "IPv6"):
-        return {}  # FQDN slices name hosts, not Pods
+        return {}, {}  # FQDN slices name hosts, not Pods
     found, unready = [], []
     for ep in es.get("endpoints") or ():
         conditions = (ep or {}).get("conditions") or {}
@@ -152,19 +162,19 @@ def _slice_servers(es: dict, parse: Addresses, waiting: Dict[str, Set[str]]) -> 
         if addrs:  # all addresses of one endpoint are the same Pod
             # absent `ready` means ready, per the API reference
             (unready if conditions.get("ready") is False else found).append(addrs[0])
-    if unready:
-        _merge(waiting, _port_names(es.get("ports") or (), unready))
-    return _cross([parse.canonical(a) for a in found], es.get("ports") or ())
+    ports = es.get("ports") or ()
+    return _cross([parse.canonical(a) for a in found], ports), _port_names(ports, unready)
 
 
-def _endpoints_servers(ep: dict, parse: Addresses, waiting: Dict[str, Set[str]]) -> Dict[str, Set[Server]]:
+def _endpoints_servers(ep: dict, parse: Addresses) -> Found:
     out: Dict[str, Set[Server]] = {}
+    waiting: Dict[str, Set[str]] = {}
     for subset in ep.get("subsets") or ():
         ips = [parse.canonical(a.get("ip")) for a in (subset or {}).get("addresses") or () if isinstance(a, dict)]
         _merge(out, _cross(ips, (subset or {}).get("ports") or ()))
         unready = [a.get("ip") for a in (subset or {}).get("notReadyAddresses") or () if isinstance(a, dict)]
         _merge(waiting, _port_names((subset or {}).get("ports") or (), unready))
-    return out
+    return out, waiting
 
 
 def _port_names(ports: Iterable[object], addresses: Iterable[object]) -> Dict[str, Set[str]]:
