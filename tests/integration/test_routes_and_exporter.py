@@ -130,3 +130,31 @@ def test_exporter_detection_from_haproxy_vv(setting, binary, stats, want):
 def test_exporter_setting_refuses_other_values():
     with pytest.raises(settings_mod.SettingsError, match="haproxy_exporter"):
         settings_mod.Settings(haproxy_exporter="yes-please")
+
+
+@pytest.fixture
+def api():
+    from tests.fakeapi.server import FakeKubeApi
+    a = FakeKubeApi(anonymous=True).start()
+    a.add_service("web", "shop", [("http", 80, 8080)],
+                  annotations={"serviceloadbalancer/lb.host": "shop.example.com"})
+    a.set_endpoints("shop", "web", ready=["10.0.0.1", "10.0.0.2"], not_ready=["10.0.0.3"])
+    a.add_service("dns", "kube-system", [("dns", 53, 53)])
+    yield a
+    a.stop()
+
+
+@pytest.mark.integration
+def test_routes_from_the_live_cluster_with_the_same_settings_as_a_sync(api, tmp_path, capsys):
+    kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"), auth="none")
+    settings = tmp_path / "lbsync.yaml"
+    settings.write_text(f"kubeconfig: {kubeconfig}\npath_prefixes: false\n")
+    assert cli.main(["routes", "--config", str(settings), "-o", "json", "--log-format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(r["frontend"], r["host"], r["path"], r["backend"], r["servers"]) for r in doc["routes"]] == \
+        [("http", "shop.example.com", "/", "shop.example.com", {"ready": 2, "total": 3})]
+    assert [(p["namespace"], p["service"]) for p in doc["left_out"]] == [("kube-system", "dns")]
+    api.stop()
+    assert cli.main(["routes", "--config", str(settings), "--api-timeout", "1", "--log-format", "json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines()[-1].startswith("lbsync: error: ")
