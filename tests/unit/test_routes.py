@@ -1,11 +1,12 @@
 """`lbsync routes` as a pure function of a Topology: rows, order, counts, live states, JSON, safety."""
+import dataclasses
 import json
 
 import pytest
 
 from lbsync import model, routes
 from lbsync.haproxy.runtime import parse_servers_state
-from lbsync.topology import Options, Problem, Topology
+from lbsync.topology import Options, Topology
 from tests.cluster import endpoints_v1, slice_, snapshot, svc
 
 TLS = Options(tls=True, path_prefixes=True)
@@ -63,7 +64,8 @@ def test_nothing_served_and_nothing_left_out_say_so():
 
 
 def test_control_characters_from_the_cluster_never_reach_the_terminal():
-    hostile = Problem("ns", "web", "serviceloadbalancer/\x1b[2Jx", "bad value\x07 \x1b]0;owned\x07")
+    found = build(svc("web", "ns", annotations={"lb.algorithm": "bogus"})).problems[0]
+    hostile = dataclasses.replace(found, annotation="serviceloadbalancer/\x1b[2Jx", reason="bad\x07 \x1b]0;owned\x07")
     text = routes.table(Topology((), (hostile,)))
     assert "\x1b" not in text and "\x07" not in text
     assert "serviceloadbalancer/?[2Jx" in text
