@@ -1,6 +1,7 @@
 """What the load balancer serves, as `lbsync routes` prints it: a table or stable JSON.
 
-Reads what a pass produced (a Topology: its backends and its Problems) and, when asked,
+Reads what a pass produced (a Topology: its backends and its Problems, each with its
+code and a reason that holds no untrusted value) and, when asked,
 the servers' states as HAProxy's `show servers state` reported them; writes text. Pure:
 no I/O, and it never reaches back into the model. One row per route, in the order
 HAProxy matches them.
@@ -112,13 +113,15 @@ def _cells(r: Row, live: Optional[Mapping[str, Live]]) -> List[str]:
 def left_out_table(problems: Sequence[Problem]) -> str:
     if not problems:
         return "Nothing left out.\n"
-    head = ["SERVICE", "LEVEL", "ANNOTATION", "REASON"]
-    body = [[f"{p.namespace}/{p.service}", p.level, p.annotation or NONE, p.reason] for p in _sorted(problems)]
+    head = ["SERVICE", "LEVEL", "CODE", "ANNOTATION", "REASON"]
+    body = [[f"{p.namespace}/{p.service}", p.level, p.code, p.annotation or NONE, p.reason]
+            for p in _sorted(problems)]
     return f"Left out or not as asked ({len(problems)}):\n" + _columns([head] + body)
 
 
 def _sorted(problems: Sequence[Problem]) -> List[Problem]:
-    return sorted(problems, key=lambda p: (p.level != "warning", p.namespace, p.service, p.annotation, p.reason))
+    return sorted(problems, key=lambda p: (p.level != "warning", p.namespace, p.service, p.code, p.annotation,
+                                           p.reason))
 
 
 def _columns(lines: List[List[str]]) -> str:
@@ -137,8 +140,9 @@ def document(topology: Topology, live: Optional[Mapping[str, Live]] = None) -> d
     """The JSON form (docs/operations.md describes it): version, routes, left_out."""
     return {"version": JSON_VERSION,
             "routes": [_route_json(r, live) for r in rows(topology)],
-            "left_out": [{"namespace": p.namespace, "service": p.service, "annotation": p.annotation or None,
-                          "level": p.level, "reason": p.reason} for p in _sorted(topology.problems)]}
+            "left_out": [{"namespace": p.namespace, "service": p.service, "code": p.code,
+                          "annotation": p.annotation or None, "level": p.level, "reason": p.reason}
+                         for p in _sorted(topology.problems)]}
 
 
 def _route_json(r: Row, live: Optional[Mapping[str, Live]]) -> dict:

@@ -56,4 +56,5 @@ def test_routes_json_is_golden_and_says_what_the_table_says(case, capsys):
                          r["algorithm"]]
     assert f"({len(doc['left_out'])}):" in left.splitlines()[0]
     for line, p in zip(left.splitlines()[2:], doc["left_out"]):
-        assert line.startswith(f"{p['namespace']}/{p['service']} ") and line.endswith(p["reason"])
+        assert line.split()[:3] == [f"{p['namespace']}/{p['service']}", p["level"], p["code"]]
+        assert line.endswith(p["reason"])

@@ -54,9 +54,12 @@ def test_table_lists_every_problem_warnings_first_with_its_reason():
     text = routes.table(t)
     assert text.startswith("No routes: nothing is served.\n")
     left = text.split("Left out or not as asked (2):\n")[1].splitlines()
-    assert left[0].split() == ["SERVICE", "LEVEL", "ANNOTATION", "REASON"]
-    assert left[1].startswith("ns/tls") and "no TLS certificate is configured" in left[1]
-    assert left[2].startswith("kube-system/dns") and " info " in left[2] and "excluded by settings" in left[2]
+    assert left[0].split() == ["SERVICE", "LEVEL", "CODE", "ANNOTATION", "REASON"]
+    assert left[1].split()[:3] == ["ns/tls", "warning", "TLSWithoutCertificate"]
+    assert "no TLS certificate is configured" in left[1]
+    assert left[2].split()[:3] == ["kube-system/dns", "info", "ExcludedBySettings"]
+    assert "excluded by settings" in left[2]
+    assert [p["code"] for p in routes.document(t)["left_out"]] == ["TLSWithoutCertificate", "ExcludedBySettings"]
 
 
 def test_nothing_served_and_nothing_left_out_say_so():
