@@ -6,10 +6,12 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lbsync import metrics as metrics_mod
+from lbsync import metrics as metrics_mod, model, settings as settings_mod, sync
+from lbsync.source import FileSource
 from tests.helpers.backends import free_port
 from tests.helpers.lbsync_proc import ROOT, LbsyncProcess
 
+EXAMPLE = os.path.join(ROOT, "examples", "cluster.yaml")
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy binary not installed")]
 
@@ -24,7 +26,7 @@ def get(url, accept=None):
 @pytest.fixture
 def daemon(tmp_path):
     port = free_port()
-    args = ["--source", os.path.join(ROOT, "examples", "cluster.yaml"), "--haproxy-config",
+    args = ["--source", EXAMPLE, "--haproxy-config",
             str(tmp_path / "haproxy.cfg"), "--interval", "0.3", "--http-bind", "127.0.0.1:18080",
             "--metrics-bind", f"127.0.0.1:{port}"]
     with LbsyncProcess(args) as d:
@@ -48,7 +50,9 @@ def test_metrics_parse_with_prometheus_client_with_the_lbsync_names_types_and_he
         family = families[name[:-len("_total")] if kind == "counter" else name]
         assert family.type == kind and family.documentation == help_text
     got = samples(text)
-    assert got["lbsync_backends"].value == 5 and got["lbsync_servers"].value == 10
+    example = model.build(FileSource(EXAMPLE).fetch(), sync.options_from(settings_mod.Settings(source=EXAMPLE)))
+    assert got["lbsync_backends"].value == len(example.backends) > 0
+    assert got["lbsync_servers"].value == example.server_count > 0
     assert got["lbsync_sync_duration_seconds_count"].value >= 1
 
 
