@@ -5,8 +5,8 @@
 Talks to its parent over stdin/stdout (one JSON object per line): it prints
 {"need": "change"} when it wants one endpoint changed in the API and waits for a line
 on stdin; the last line is {"result": {...}}. Phases are timed by wrapping the very
-functions Syncer.plan() calls (source.fetch, model.build, slots.layout, Renderer.render,
-sync.unified_diff), so the figures are those of the real code path, not a re-enactment.
+functions Syncer.plan() calls (source.fetch, the incremental cache's topology and render,
+slots.layout, sync.unified_diff), so the figures are those of the real code path, not a re-enactment.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ T_START = time.monotonic()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from lbsync import model, slots, sync  # noqa: E402
+from lbsync import slots, sync  # noqa: E402
 from lbsync.settings import Settings  # noqa: E402
 
 T_IMPORTED = time.monotonic()
@@ -33,9 +33,9 @@ class Phases:
     def __init__(self, syncer: sync.Syncer) -> None:
         self.t = {}
         self._wrap(syncer.source, "fetch", "poll")
-        self._wrap(model, "build", "model")
+        self._wrap(syncer.cache, "topology", "model")  # model.build, Parts kept between passes
         self._wrap(slots, "layout", "layout")
-        self._wrap(syncer.renderer, "render", "render")
+        self._wrap(syncer.cache, "render", "render")  # Renderer.render, sections kept between passes
         self._wrap(sync, "unified_diff", "diff")
 
     def _wrap(self, owner, attr, label):
@@ -89,7 +89,8 @@ def main() -> int:
         os.unlink(cfg)
     settings = Settings(kubeconfig=args.kubeconfig, haproxy_config=cfg, http_bind="127.0.0.1:18080",
                         https_bind="127.0.0.1:18443", stats_bind="", tcp_bind_address="127.0.0.1",
-                        tls_cert=args.tls_cert, haproxy_log="", haproxy_binary=args.haproxy)
+                        tls_cert=args.tls_cert, haproxy_log="", haproxy_binary=args.haproxy,
+                        deny_networks=())  # the synthetic Pods are on loopback
     syncer = sync.Syncer(settings)  # no master socket, pid file or command: nothing to reload
     phases = Phases(syncer)
     prof = None

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks import synth  # noqa: E402
+from benchmarks import report, scenarios, synth  # noqa: E402
 from tests.fakeapi.server import FakeKubeApi  # noqa: E402
 from tests.helpers.backends import Backend, free_port  # noqa: E402
 from tests.helpers.haproxy_proc import HAPROXY, HAProxyProcess  # noqa: E402
@@ -146,7 +146,8 @@ def measure_daemon(api: FakeKubeApi, n: int, kubeconfig: str, workdir: str, tls:
     cfg = os.path.join(workdir, "daemon-%d.cfg" % n)
     args = ["--kubeconfig", kubeconfig, "--haproxy-config", cfg, "--interval", "1",
             "--http-bind", "127.0.0.1:18080", "--https-bind", "127.0.0.1:18443", "--stats-bind", "",
-            "--tcp-bind-address", "127.0.0.1", "--tls-cert", tls, "--haproxy-log", "", "--haproxy-binary", HAPROXY]
+            "--tcp-bind-address", "127.0.0.1", "--tls-cert", tls, "--haproxy-log", "", "--haproxy-binary", HAPROXY,
+            "--deny-networks", "none"]
     with LbsyncProcess(args) as lb:
         lb.event("config.applied", timeout=120)
         synth.change_one_endpoint(api, n, step=next(_changes))
@@ -160,8 +161,11 @@ def measure_daemon(api: FakeKubeApi, n: int, kubeconfig: str, workdir: str, tls:
         ticks = cpu_ticks(lb.proc.pid) - ticks0
         status = proc_status(lb.proc.pid)
         unchanged = sum(1 for e in lb.events if e.get("event") == "config.applied")
-    return {"VmHWM_MB": status["VmHWM"] / 1024, "VmRSS_MB": status["VmRSS"] / 1024,
-            "idle_poll_cpu_s": ticks / CLK_TCK / max(1, seen), "applied": unchanged}
+        churn = scenarios.measure_churn(api, lb, cfg, cpu_ticks, CLK_TCK)
+        peak = proc_status(lb.proc.pid)["VmHWM"]
+    return {"VmHWM_MB": peak / 1024, "VmHWM_before_churn_MB": status["VmHWM"] / 1024,
+            "VmRSS_MB": status["VmRSS"] / 1024, "idle_poll_cpu_s": ticks / CLK_TCK / max(1, seen),
+            "applied": unchanged, "churn": churn}
 
 
 # -- 3. endpoint change -> traffic at the new Pod -------------------------------------------------
@@ -207,10 +211,32 @@ class Load:
                 time.sleep(0.01)
 
 
+def latency_args(kubeconfig: str, cfg: str, http_port: int, tls: str, haproxy: HAProxyProcess,
+                 mode: str) -> List[str]:
+    """lbsync's arguments in front of the live HAProxy (tests/integration/test_benchmark_loopback.py
+    renders with them: every server must be on 127.0.0.0/8)."""
+    args = ["--kubeconfig", kubeconfig, "--haproxy-config", cfg, "--http-bind", "127.0.0.1:%d" % http_port,
+            "--https-bind", "127.0.0.1:%d" % free_port(), "--tls-cert", tls, "--stats-bind", "",
+            "--tcp-bind-address", "127.0.0.1", "--deny-networks", "none", "--haproxy-log", "",
+            "--master-socket", haproxy.master_socket, "--haproxy-binary", HAPROXY]
+    if mode == "runtime":
+        return args + ["--runtime-socket", haproxy.admin_socket]
+    return args + ["--min-reload-interval", "0", "--batch-quiet", "0"]
+
+
+def measure_plain(n: int, workdir: str) -> Dict:
+    """The simplest cluster: 1 port per Service, no annotations, no TLS."""
+    api = FakeKubeApi(anonymous=True)
+    scenarios.populate_plain(api, n)
+    with api:
+        kubeconfig = api.write_kubeconfig(os.path.join(workdir, "kubeconfig-plain"), auth="none")
+        return scenarios.measure_plain(kubeconfig, tempfile.mkdtemp(prefix="plain-", dir=workdir), HAPROXY)
+
+
 def measure_latency(n: int, mode: str, samples: int, workdir: str, tls: str, seed: int = 11) -> Dict:
     wd = tempfile.mkdtemp(prefix="latency-%s-" % mode, dir=workdir)
     api = FakeKubeApi(anonymous=True)
-    synth.populate(api, n)
+    synth.populate(api, n)  # Pods on 127.1.x.y: health checks stay on this machine
     pod_port = free_port()
     pods: Dict[str, Backend] = {}
 
@@ -228,14 +254,7 @@ def measure_latency(n: int, mode: str, samples: int, workdir: str, tls: str, see
     cfg = os.path.join(wd, "haproxy.cfg")
     haproxy = HAProxyProcess(cfg, wd)
     http_port = free_port()
-    args = ["--kubeconfig", kubeconfig, "--haproxy-config", cfg, "--http-bind", "127.0.0.1:%d" % http_port,
-            "--https-bind", "127.0.0.1:%d" % free_port(), "--tls-cert", tls, "--stats-bind", "",
-            "--tcp-bind-address", "127.0.0.1", "--deny-networks", "none", "--haproxy-log", "",
-            "--master-socket", haproxy.master_socket, "--haproxy-binary", HAPROXY]
-    if mode == "runtime":
-        args += ["--runtime-socket", haproxy.admin_socket]
-    else:
-        args += ["--min-reload-interval", "0", "--batch-quiet", "0"]
+    args = latency_args(kubeconfig, cfg, http_port, tls, haproxy, mode)
     rnd = random.Random(seed)
     latencies: List[float] = []
     try:
@@ -293,7 +312,7 @@ def ms(x: float) -> str:
 
 
 def write_report(path: str, env: Dict, command: str, rows: List[Dict], latency: Dict, plot: Optional[str],
-                 latency_size: int, started: float) -> None:
+                 latency_size: int, started: float, extra: List[str]) -> None:
     phases = ("poll", "model", "layout", "render", "diff")
     lines = [
         "# Performance",
@@ -370,8 +389,10 @@ def write_report(path: str, env: Dict, command: str, rows: List[Dict], latency: 
                   for r in rows) + ".",
               "",
               "*Daemon peak RSS* = `VmHWM` of `python -m lbsync --interval 1` (no HAProxy to reload) "
-              "after its first pass, one changed pass and three unchanged polls. *CPU / idle poll* = "
+              "after its first pass, one changed pass, three unchanged polls and the churn polls below. "
+              "*CPU / idle poll* = "
               "user + system time of the daemon per unchanged poll."]
+    lines += extra
     if latency:
         lines += ["", "## Endpoint change -> traffic at the new Pod", "",
                   "A real HAProxy (master-worker) in front of loopback Pods (127.0.0.x), the %d-Service "
@@ -441,7 +462,10 @@ def write_plot(path: str, rows: List[Dict]) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="100,1000,5000", help="Service counts, comma-separated")
+    p.add_argument("--sizes", default="100,1000,2000,5000", help="Service counts, comma-separated")
+    p.add_argument("--plain-size", type=int, default=1000, help="Services of the plain workload (1 port, no TLS)")
+    p.add_argument("--source-size", type=int, default=5000,
+                   help="at this size, also time --source with kubectl's YAML and JSON dumps")
     p.add_argument("--latency-size", type=int, default=100, help="cluster size of the latency test")
     p.add_argument("--latency-samples", type=int, default=20)
     p.add_argument("--no-latency", action="store_true")
@@ -455,7 +479,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="also profile (cProfile) the cold and warm cycles of each size into DIR")
     args = p.parse_args(argv)
     if args.quick:
-        args.sizes, args.latency_samples = "100,1000", 5
+        args.sizes, args.latency_samples, args.source_size = "100,1000", 5, 1000
     sizes = [int(s) for s in args.sizes.split(",") if s]
     started = time.monotonic()
     shown = [a for a in (argv if argv is not None else sys.argv[1:])]
@@ -468,7 +492,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     workdir = tempfile.mkdtemp(prefix="lbsync-bench-")
     try:
         tls = self_signed(workdir)
-        rows = []
+        rows: List[Dict] = []
+        sources: Dict = {}
         for n in sizes:
             api, kubeconfig, counts = cluster(n, workdir)
             try:
@@ -487,11 +512,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                             f.write(profile_top(prefix, label, 30))
                     log("profiles in %s-{cold,warm}.{prof,txt}" % prefix)
                 daemon = measure_daemon(api, n, kubeconfig, workdir, tls)
-                log("%d: daemon peak RSS %.1f MB, idle poll CPU %.3fs" % (n, daemon["VmHWM_MB"],
-                                                                         daemon["idle_poll_cpu_s"]))
+                log("%d: daemon peak RSS %.1f MB, idle poll CPU %.3fs, churn %s" % (
+                    n, daemon["VmHWM_MB"], daemon["idle_poll_cpu_s"], daemon["churn"]))
+                if n == args.source_size:
+                    sources = scenarios.measure_source(kubeconfig, workdir)
+                    log("--source at %d: %s" % (n, sources))
             finally:
                 api.stop()
             rows.append({"n": n, "annotations": counts, "cycles": cycles, "daemon": daemon})
+        plain = measure_plain(args.plain_size, workdir)
+        log("plain workload at %d: %s" % (args.plain_size, plain))
         latency = {}
         if not args.no_latency:
             for mode in ("runtime", "reload"):
@@ -500,11 +530,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                     mode, latency[mode]["median_s"], latency[mode]["worst_s"], latency[mode]["all_s"]))
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"machine": env, "rows": rows, "latency": latency}, f, indent=1)
+                json.dump({"machine": env, "rows": rows, "latency": latency, "plain": plain,
+                           "sources": sources}, f, indent=1)
         if args.plot:
             write_plot(args.plot, rows)
         if args.out:
-            write_report(args.out, env, command, rows, latency, args.plot, args.latency_size, started)
+            extra = report.scenarios(rows, plain, args.plain_size, sources, args.source_size)
+            write_report(args.out, env, command, rows, latency, args.plot, args.latency_size, started, extra)
             log("wrote %s" % args.out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

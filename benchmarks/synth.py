@@ -5,7 +5,10 @@ Deterministic (seeded), so two runs serve byte-identical lists. Proportions, per
   ~15% lb.check-path, ~5% lb.algorithm, ~1% lb.tcp (unique listen ports >= 20000),
   ~3% lb.ignore; ~50% carry kubectl's last-applied-configuration (a copy of the Service,
   the largest annotation real clusters have) and ~30% prometheus scrape annotations.
-1-3 ports per Service (http, grpc, metrics). Pod IPs are unique addresses in 10.0.0.0/8.
+1-3 ports per Service (http, grpc, metrics). Pod IPs are unique loopback addresses
+(127.1.0.1 upwards; the latency probe's real Pods are 127.0.0.x): a live HAProxy in front
+of this cluster health-checks only this machine. lbsync must run with `--deny-networks none`
+(loopback is denied by default).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def pod_ips(index: int, count: int) -> List[str]:
     first = index * count
-    return ["10.%d.%d.%d" % (1 + n // 65024, n // 254 % 256, n % 254 + 1) for n in range(first, first + count)]
+    return ["127.%d.%d.%d" % (1 + n // 65024, n // 254 % 256, n % 254 + 1) for n in range(first, first + count)]
 
 
 def service_specs(n: int, endpoints: int = 10, seed: int = 7) -> Iterable[Tuple[str, str, list, Dict[str, str], List[str]]]:
@@ -104,6 +107,6 @@ def change_one_endpoint(api: Any, n: int, endpoints: int = 10, step: int = 1,
     ns = "team-%03d" % (i % max(1, n // 50))
     name = "svc-%05d" % i
     ips = pod_ips(i, endpoints)
-    ips[-1] = "10.250.%d.%d" % (step // 250, step % 250 + 1)
+    ips[-1] = "127.250.%d.%d" % (step // 250, step % 250 + 1)
     api.set_endpoints(ns, name, ready=ips)
     return ns, name

@@ -53,7 +53,10 @@ class _Claims:
             report("", f"port {b.port} has no host and no path prefix left to route by; left out",
                    code="NoRouteLeft")
             return None
-        return replace(b, hosts=hosts, path_prefix=prefix, name=self._name(b, hosts, who))
+        name = self._name(b, hosts, who)
+        if (hosts, prefix, name) == (b.hosts, b.path_prefix, b.name):
+            return b  # the usual case, kept as it is: the same object pass after pass
+        return replace(b, hosts=hosts, path_prefix=prefix, name=name)
 
     def _lost(self, key: Tuple[str, str], who: str, report: Reporter, what: str) -> bool:
         holder = self._claim(key, who)

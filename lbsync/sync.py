@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
-from lbsync import haproxy, model, render, runtime_update, slots
+from lbsync import haproxy, incremental, model, render, runtime_update, slots
 from lbsync.exceptions import LbsyncError, RuntimeApiError, SourceError
 from lbsync.haproxy.reload import Reloader
 from lbsync.logs import get as get_logger
@@ -130,7 +130,6 @@ class Plan:
     text: str
     live: str
     layout: slots.Layout
-    previous: slots.Layout
     topology: model.Topology
     source_version: str  # the snapshot's version; the objects themselves are not kept (memory)
     api_requests: int
@@ -138,6 +137,14 @@ class Plan:
     started: float
     # the uid of each Service named by a problem for its owner (Kubernetes Events name it)
     uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)
+    objects: Optional[incremental.Fingerprint] = None  # every object's uid and resourceVersion
+    parsed: Optional[slots.Layout] = None  # the live file's layout, if the pass needed it
+
+    @functools.cached_property
+    def previous(self) -> slots.Layout:
+        """The live file's slot layout: parsed only when asked (80,000 server lines at 5,000
+        Services take longer than the rest of a pass where one endpoint changed)."""
+        return self.parsed if self.parsed is not None else slots.parse(self.live)
 
     @property
     def changed(self) -> bool:
@@ -189,6 +196,11 @@ class Syncer:
         # (snapshot version, the live file's identity) after the last pass: both unchanged
         # means nothing to do, known without reading the file or decoding the cluster
         self._seen: Optional[Tuple[str, Tuple[int, int, int]]] = None
+        # every object's uid and resourceVersion then: a list whose resourceVersion moved (a
+        # real cluster's revision moves with every write anywhere) with the same items is
+        # still nothing to do
+        self._seen_objects: Optional[incremental.Fingerprint] = None
+        self.cache = incremental.Cache()  # Parts and rendered sections kept between passes
         self.reload_pending = False  # the file is ahead of the running HAProxy
         self._cleaned = False
         self._wants_uids = settings.events and not settings.source  # only API objects have uids
@@ -225,7 +237,7 @@ class Syncer:
         """Re-read the template and error pages (they changed on disk)."""
         self.renderer = render.Renderer(frame_from(self.settings), template=self.settings.template,
                                         errors_dir=self.settings.errors_dir)
-        self._seen = None
+        self._seen = self._seen_objects = None
 
     def _retry_reload(self, reason: str, allow_reload: bool) -> bool:
         """The file is right but HAProxy may not run it (a reload failed, a cert changed)."""
@@ -235,29 +247,37 @@ class Syncer:
 
     def plan(self) -> Optional[Plan]:
         """Fetch and render; None when the cluster and the live file are as last time."""
+        # nothing a pass builds forms reference cycles: the cyclic GC would only scan the fresh
+        # objects, and the items kept between polls, again and again (~30% of a big pass)
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            return self._plan()
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    def _plan(self) -> Optional[Plan]:
         started = time.monotonic()
         file_id = _file_id(self.path)
         hint = self._seen[0] if self._seen is not None and self._seen[1] == file_id else ""
         snapshot = self.source.fetch(unchanged_since=hint)  # with a hint, may skip decoding
         if snapshot.version and self._seen == (snapshot.version, file_id):
             return None  # nothing moved: no build, no render, no write
+        objects = incremental.fingerprint(snapshot)
+        if objects is not None and objects == self._seen_objects and self._seen and self._seen[1] == file_id:
+            self._seen = (snapshot.version, file_id)
+            return None  # only the revision moved: no object changed
         live = haproxy.read(self.path)  # read after the poll: not held while a big list decodes
-        # nothing built here forms reference cycles: the cyclic GC would only scan the
-        # hundreds of thousands of fresh objects again and again (~30% of a big pass)
         cost = (snapshot.version, snapshot.requests, snapshot.bytes)
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
-            topology = model.build(snapshot, self.options)
-            uids = _uids(topology.problems, snapshot.services) if self._wants_uids else {}
-            del snapshot  # the raw objects are done with: free them before rendering (peak memory)
-            previous = slots.parse(live)
-            layout = slots.layout({b.name: b.servers for b in topology.backends}, previous)
-            text = self.renderer.render(topology, layout)
-        finally:
-            if gc_was_on:
-                gc.enable()
-        return Plan(text, live, layout, previous, topology, *cost, started, uids)
+        topology = self.cache.topology(snapshot, self.options)
+        uids = _uids(topology.problems, snapshot.services) if self._wants_uids else {}
+        del snapshot  # the raw objects are done with: free them before rendering (peak memory)
+        spares = self.runtime is not None  # only a Runtime API can fill spare slots
+        previous = slots.parse(live) if spares else None
+        layout = slots.layout({b.name: b.servers for b in topology.backends}, previous or {}, spares=spares)
+        text = self.cache.render(self.renderer, topology, layout)
+        return Plan(text, live, layout, topology, *cost, started, uids, objects, previous)
 
     def apply(self, plan: Plan, *, reason: str = "poll", allow_reload: bool = True) -> Result:
         self._guard(plan)
@@ -278,10 +298,11 @@ class Syncer:
     def _settled(self, plan: Plan) -> None:
         self.in_sync = True
         self._seen = (plan.source_version, _file_id(self.path))
+        self._seen_objects = plan.objects
 
     def _guard(self, plan: Plan) -> None:
         """Refuse an answer that would drop most live backends at once (bad poll, not a real change)."""
-        before = len(plan.previous)
+        before = slots.count_backends(plan.live)
         after = len(plan.topology.backends)
         if before >= 4 and after < before * (1 - self.settings.shrink_guard):
             raise GuardTripped(f"refusing to apply: the poll returned {after} backends where {before} "

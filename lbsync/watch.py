@@ -18,8 +18,8 @@ log = get_logger("lbsync.watch")
 
 
 def paths_of(settings, syncer) -> List[str]:
-    """The template, the error page directory and the certificate (file or directory)."""
-    paths = [syncer.renderer.template_path, syncer.renderer.errors_dir]
+    """The template and its backend section, the error page directory and the certificate."""
+    paths = [syncer.renderer.template_path, syncer.renderer.section_path, syncer.renderer.errors_dir]
     if settings.tls_cert:
         paths.append(os.path.abspath(settings.tls_cert))
     return paths

@@ -187,7 +187,7 @@ class ApiSource:
         return items, rv
 
     def _pages(self, path: str, selector: str, unused: Tuple[str, ...]) -> Tuple[List[Dict[str, Any]], str]:
-        """Every page of one list, and the list's resourceVersion. The first page may come from
+        """Every page of one list, and the list's token ("resourceVersion/signature"). The first page may come from
         the apiserver cache (RV=0), which older servers answer whole, ignoring limit: then there
         is no continue token. Nothing of an answer is kept after the poll: holding the decoded
         lists to skip decoding an unchanged one would keep tens of MB resident at 5,000 Services."""
@@ -202,6 +202,9 @@ class ApiSource:
             page_meta = doc.get("metadata") or {}
             if not items:  # continued pages belong to the first page's snapshot
                 rv = str(page_meta.get("resourceVersion") or "")
+                # the list's token: its resourceVersion, and its items' signature, which stays
+                # the same while only the cluster's global revision moves (errors.items_signature)
+                rv = "%s/%s" % (rv, doc.get("signature") or "") if rv else ""
             items.extend(doc.get("items") or [])
             token = page_meta.get("continue")
             if not token:

@@ -90,7 +90,7 @@ def from_response(resp: requests.Response, url: str, method: str = "GET") -> Api
 # Fields lbsync never reads that make up much of a list (a third of the objects of an
 # EndpointSliceList): dropped while decoding, so they are never all in memory at once.
 UNUSED_KEYS = ("managedFields", "ownerReferences", "targetRef", "nodeName", "hints", "zone",
-               "deprecatedTopology", "uid", "status", "selector", "clusterIPs", "ipFamilies",
+               "deprecatedTopology", "status", "selector", "clusterIPs", "ipFamilies",
                "ipFamilyPolicy", "internalTrafficPolicy", "sessionAffinity", "finalizers")
 UNUSED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"  # a copy of the object
 
@@ -142,6 +142,24 @@ def head_version(body: bytes) -> str:
 
 # A Service's uid is kept: a Kubernetes Event about it names it (`kubectl describe` matches on it).
 SERVICE_UNUSED = keeping(("uid",))
+
+
+_HEAD_ITEMS = re.compile(rb'\s*\{[^\[]*?"metadata"\s*:\s*\{([^{}]*)\}\s*,\s*"items"\s*:\s*\[')
+
+
+def items_signature(body: bytes) -> str:
+    """Length and hash of a whole List's items, read without decoding them; '' when the body
+    has more pages or another layout. In a real cluster a List's resourceVersion is etcd's
+    global revision and moves with every write anywhere (node leases, Events), so a list
+    whose items did not change still has a new resourceVersion (kubernetes/kubernetes#118239);
+    its items are the same bytes. The hash is SipHash under this process's random key (the
+    signatures live only in this process): a collision cannot be made to order."""
+    m = _HEAD_ITEMS.match(body, 0, min(len(body), 4096))
+    end = body.rfind(b"]")
+    if not m or b'"continue"' in m.group(1) or end < m.end():
+        return ""
+    region = memoryview(body)[m.end():end]
+    return "%d.%x" % (len(region), hash(region) & 0xFFFFFFFFFFFFFFFF)
 
 
 def parse_list(text: str, resp: requests.Response, url: str,

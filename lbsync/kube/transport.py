@@ -67,9 +67,10 @@ class Transport:
     def get_list(self, path: str, params: Dict[str, str], *, unless_version: str = "",
                  unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Dict[str, Any]:
         """GET a List; raises the matching ApiError subclass on any failure. With
-        `unless_version`, nothing is decoded: the answer only says whether the List's
-        resourceVersion is still that one (`{"unchanged": True|False, ...}`). `unused`: the
-        keys dropped from every object while decoding."""
+        `unless_version` (a list token, "resourceVersion/signature"), nothing is decoded: the
+        answer only says whether the List still has that resourceVersion or the very same
+        items (`{"unchanged": True|False, ...}`). A decoded List has its items' `signature`
+        (errors.items_signature). `unused`: the keys dropped from every object while decoding."""
         url = self.display_url(path)
         resp = self._get(path, params, url)
         if resp.status_code == 401 and self.credentials.refresh():
@@ -77,11 +78,14 @@ class Transport:
         if resp.status_code != 200:
             raise errors.from_response(resp, url)
         if unless_version:  # only asking "did it change?": never decode, the caller lists again
-            same = errors.head_version(resp.content) == unless_version
+            rv, _, signature = unless_version.partition("/")
+            same = errors.head_version(resp.content) == rv or bool(
+                signature and errors.items_signature(resp.content) == signature)  # a real cluster's churn
             return {"metadata": {"resourceVersion": unless_version if same else ""}, "unchanged": same}
+        signature = errors.items_signature(resp.content)
         text = resp.content.decode("utf-8", "replace")
         resp._content = b""  # the bytes are not needed once decoded: 20 MB less at the peak of a big list
-        return errors.parse_list(text, resp, url, unused)
+        return dict(errors.parse_list(text, resp, url, unused), signature=signature)
 
     def send(self, method: str, path: str, body: Dict[str, Any], content_type: str) -> requests.Response:
         """POST or PATCH a JSON body (a write: never retried but after a 401 refresh); the 2xx

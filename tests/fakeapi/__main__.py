@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-events-v1", action="store_true",
                    help="do not serve events.k8s.io (only core v1 Events, as before Kubernetes 1.19)")
     p.add_argument("--forbid-events", action="store_true", help="answer 403 to every Events request")
+    p.add_argument("--churn", type=float, default=0, metavar="SECONDS",
+                   help="move the global resourceVersion on every SECONDS with nothing changing "
+                        "(as node leases and Events do in a real cluster)")
     p.add_argument("--dir", default=None, help="where to write certs and kubeconfig")
     return p
 
@@ -57,6 +60,8 @@ def main(argv: "list[str] | None" = None) -> int:
     if args.populate:
         api.populate(args.populate, args.endpoints, namespaces=["bench-%d" % i for i in range(10)])
     api.start()
+    if args.churn:
+        api.churn(args.churn)
     kubeconfig = api.write_kubeconfig(os.path.join(workdir, "kubeconfig"), token=args.token)
     print("fake API serving on %s" % api.url)
     print("kubectl --kubeconfig %s get services,endpointslices -A" % kubeconfig, flush=True)

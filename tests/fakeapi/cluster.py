@@ -6,6 +6,7 @@ resourceVersion and creationTimestamp and advances the global resourceVersion.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from tests.fakeapi import objects
@@ -30,6 +31,18 @@ class ClusterMixin:
         raise NotImplementedError
 
     # -- mutations --------------------------------------------------------------------------
+    def churn(self, every: float) -> threading.Event:
+        """Move the global revision on every `every` seconds, as a real cluster's node leases,
+        Events and watch-cache progress notifications do, with no Service or endpoint
+        changing. Set the returned Event to stop."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(every):
+                self.store.advance_revision()
+        threading.Thread(target=run, name="fake-kube-api-churn", daemon=True).start()
+        return stop
+
     def put(self, obj: Dict[str, Any]) -> Dict[str, Any]:
         """Store any Service / Endpoints / EndpointSlice object (a copy); returns the stored one."""
         resource = RESOURCE_BY_KIND.get(obj.get("kind", ""))

@@ -101,6 +101,14 @@ class Store:
             self._objects[resource][key] = Entry(key, dict(meta.get("labels") or {}), obj, blob)
             return obj
 
+    def advance_revision(self, by: int = 1) -> int:
+        """A write to something this store does not serve (a node Lease renewal, an Event):
+        etcd's global revision moves on, so every list's resourceVersion does too, while no
+        Service or endpoint changes. Returns the new revision."""
+        with self.lock:
+            self.rv += by
+            return self.rv
+
     def delete(self, resource: str, namespace: str, name: str) -> bool:
         with self.lock:
             entry = self._objects[resource].pop((namespace, name), None)

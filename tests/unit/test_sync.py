@@ -165,3 +165,19 @@ def test_diff_against_an_empty_file_is_what_difflib_prints(old, new):
     expected = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                             fromfile="p", tofile="p (new)"))
     assert sync.unified_diff(old, new, "p") == expected
+
+
+def _server_lines(text):
+    return [line.strip() for line in text.splitlines() if line.startswith("    server ")]
+
+
+def test_spare_slots_only_with_a_runtime_api_socket(env):
+    tmp, cluster, s = env
+    write_cluster(cluster, ["10.0.0.2", "10.0.0.1", "10.0.0.3"])
+    plain, _ = make(s)
+    assert _server_lines(plain.plan().text) == ["server s1 10.0.0.1:8080", "server s2 10.0.0.2:8080",
+                                                "server s3 10.0.0.3:8080"]
+    with_socket, _ = make(s, runtime=haproxy.RuntimeApi(str(tmp / "admin.sock")))
+    lines = _server_lines(with_socket.plan().text)
+    assert lines[:3] == ["server s1 10.0.0.1:8080", "server s2 10.0.0.2:8080", "server s3 10.0.0.3:8080"]
+    assert lines[3:] and all(line.endswith("127.0.0.1:1 disabled") for line in lines[3:])

@@ -1,0 +1,32 @@
+"""A List's items signature: the same items give the same signature whatever the List's own
+resourceVersion; any other items, a paged list or another layout give another (or none)."""
+import json
+
+from lbsync.kube import errors
+
+
+def body(items, **meta):
+    return json.dumps({"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "9", **meta},
+                       "items": items}, separators=(",", ":")).encode() + b"\n"
+
+
+ITEMS = [{"metadata": {"name": "a", "uid": "u1", "resourceVersion": "3"}}, {"metadata": {"name": "b"}}]
+
+
+def test_same_items_under_a_new_list_resource_version_sign_alike():
+    assert errors.items_signature(body(ITEMS)) == errors.items_signature(body(ITEMS, resourceVersion="12345"))
+    assert errors.items_signature(body(ITEMS))
+
+
+def test_other_items_sign_otherwise():
+    other = [dict(ITEMS[0], spec={"x": 1}), ITEMS[1]]
+    assert errors.items_signature(body(other)) != errors.items_signature(body(ITEMS))
+    assert errors.items_signature(body(ITEMS[:1])) != errors.items_signature(body(ITEMS))
+    assert errors.items_signature(body([])) != errors.items_signature(body(ITEMS))
+
+
+def test_paged_or_unexpected_bodies_have_no_signature():
+    assert errors.items_signature(body(ITEMS, **{"continue": "abc"})) == ""
+    reordered = b'{"kind":"ServiceList","items":[],"metadata":{"resourceVersion":"9"}}'
+    assert errors.items_signature(reordered) == ""
+    assert errors.items_signature(b"<html>oops</html>") == ""
