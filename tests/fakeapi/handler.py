@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.fakeapi import events, responses, selectors
 from tests.fakeapi.store import CLUSTER_SCOPED, LIST_KINDS, BadToken, ExpiredToken
+from tests.fakeapi.watchserve import Streamer, WatchRequest
 
 if TYPE_CHECKING:
     from tests.fakeapi.server import Fault, FakeKubeApi
@@ -70,6 +71,9 @@ class Handler(BaseHTTPRequestHandler):
             answer = fault.answer()
         else:
             answer = self._route(fake, url.path, query, user)
+        if isinstance(answer, WatchRequest):
+            Streamer(self, fake, answer).serve()
+            return
         self._send(fake, answer, fault)
 
     def do_POST(self) -> None:  # noqa: N802 - Events are the one kind the fake lets clients write
@@ -160,10 +164,17 @@ class Handler(BaseHTTPRequestHandler):
         if fake._denied(user, resource):
             return _json(403, responses.forbidden(user, verb, resource, group, namespace))
         if verb == "watch":
-            return _status(405, "the fake API does not implement watch")
+            return self._watch(resource, namespace, query)
         if name:
             return self._get(fake, resource, namespace, name)
         return self._list(fake, resource, namespace, query)
+
+    def _watch(self, resource: str, namespace: Optional[str], query: Dict[str, str]) -> "Answer | WatchRequest":
+        try:
+            match = selectors.parse(query.get("labelSelector"))
+        except ValueError as e:
+            return _status(400, "unable to parse requirement: %s" % e)
+        return WatchRequest(resource, namespace, query, match)
 
     def _namespaces(self, fake: FakeKubeApi, rest: List[str]) -> Answer:
         names = fake.store.namespaces()

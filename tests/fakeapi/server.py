@@ -24,6 +24,7 @@ from tests.fakeapi.handler import Answer, Handler
 from tests.fakeapi.events import EventStore
 from tests.fakeapi.store import Store
 from tests.fakeapi.tls import TlsMaterial
+from tests.fakeapi.watchserve import OpenWatch, WatchRegistry
 
 
 
@@ -111,14 +112,17 @@ class FakeKubeApi(ClusterMixin):
     def __init__(self, *, tls: Optional[TlsMaterial] = None, tokens: Any = (),
                  anonymous: bool = False, host: str = "127.0.0.1", port: int = 0,
                  compaction_window: Optional[int] = None, serve_endpointslices: bool = True,
-                 honor_limit_with_rv0: bool = False, serve_events_v1: bool = True) -> None:
+                 honor_limit_with_rv0: bool = False, serve_events_v1: bool = True,
+                 bookmark_interval: float = 60.0, history_window: int = 10000) -> None:
         self.tls = tls
         self.host = host
         self.port = port
         self.anonymous = anonymous
         self.serve_endpointslices = serve_endpointslices
         self.honor_limit_with_rv0 = honor_limit_with_rv0
-        self.store = Store(compaction_window)
+        self.store = Store(compaction_window, history_window)
+        self.bookmark_interval = bookmark_interval  # seconds between BOOKMARK events of a watch
+        self._watches = WatchRegistry()
         self.serve_events_v1 = serve_events_v1  # False: only core v1 Events (Kubernetes before 1.19)
         # Events have their own resourceVersion counter: writing one must not move the Service
         # lists' versions (a watch cache per resource does not either)
@@ -153,6 +157,8 @@ class FakeKubeApi(ClusterMixin):
         server, self._server = self._server, None
         if server is None:
             return
+        self._watches.mark(end=True)
+        self.store.history.poke()
         server.shutdown()
         server.server_close()
         server.drop_connections()
@@ -278,6 +284,38 @@ class FakeKubeApi(ClusterMixin):
         with self._lock:
             seconds, prefix = self._delay
         return seconds if prefix is None or path.startswith(prefix) else 0.0
+
+    # -- watches ----------------------------------------------------------------------------
+    def _open_watch(self, watch: OpenWatch) -> None:
+        self._watches.add(watch)
+
+    def _close_watch(self, watch: OpenWatch) -> None:
+        self._watches.remove(watch)
+
+    def open_watches(self, resource: Optional[str] = None) -> int:
+        """Watches streaming now (silenced ones excluded)."""
+        return self._watches.count(resource)
+
+    def end_watches(self) -> int:
+        """End every open watch normally (as timeoutSeconds would); returns how many."""
+        n = self._watches.mark(end=True)
+        self.store.history.poke()
+        return n
+
+    def drop_watches_mid_line(self) -> int:
+        """Every open watch sends half of its next event line, then the connection drops."""
+        return self._watches.mark(drop_mid_line=True)
+
+    def silence_watches(self) -> int:
+        """Every open watch goes dead: no more bytes, no end (a connection lost without a FIN)."""
+        n = self._watches.mark(silent=True)
+        self.store.history.poke()
+        return n
+
+    def compact(self) -> None:
+        """Forget the change history up to now: a watch resuming from an older RV gets 410."""
+        with self.store.lock:
+            self.store.history.compact(self.store.rv)
 
     # -- observation ------------------------------------------------------------------------
     def _record(self, method: str, path: str, query: Dict[str, str], headers: Dict[str, str],

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from tests.fakeapi.history import Change, History
 from tests.fakeapi.objects import SERVICE_NAME_LABEL, timestamp, uid_for
 
 Key = Tuple[str, str]  # (namespace, name)
@@ -65,9 +66,10 @@ class Page:
 class Store:
     """Thread-safe store of the three resource types, with a global resourceVersion."""
 
-    def __init__(self, compaction_window: Optional[int] = None) -> None:
+    def __init__(self, compaction_window: Optional[int] = None, history_window: int = 10000) -> None:
         self.lock = threading.RLock()
         self.rv = 1000
+        self.history = History(self.lock, history_window)
         self.compaction_window = compaction_window
         self._token_epoch = 0
         self._objects: Dict[str, Dict[Key, Entry]] = {r: {} for r in LIST_KINDS}
@@ -99,6 +101,7 @@ class Store:
             listed = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
             blob = json.dumps(listed, separators=(",", ":")).encode()
             self._objects[resource][key] = Entry(key, dict(meta.get("labels") or {}), obj, blob)
+            self._changed(resource, "MODIFIED" if old else "ADDED", obj)
             return obj
 
     def advance_revision(self, by: int = 1) -> int:
@@ -117,7 +120,17 @@ class Store:
             if resource == "endpointslices":
                 self._slice_index.get((namespace, entry.labels.get(SERVICE_NAME_LABEL, "")), set()).discard(name)
             self.rv += 1
+            gone = dict(entry.obj, metadata=dict(entry.obj["metadata"], resourceVersion=str(self.rv)))
+            self._changed(resource, "DELETED", gone)
             return True
+
+    def _changed(self, resource: str, kind: str, obj: Dict[str, Any]) -> None:
+        """Log the change for watches: the event line as kube-apiserver writes it."""
+        meta = obj["metadata"]
+        typed = obj if "kind" in obj else dict(obj, kind=LIST_KINDS[resource][2], apiVersion=LIST_KINDS[resource][1])
+        line = json.dumps({"type": kind, "object": typed}, separators=(",", ":")).encode() + b"\n"
+        self.history.record(Change(self.rv, resource, kind, meta.get("namespace", ""), dict(meta.get("labels") or {}),
+                                   line))
 
     def _index_slice(self, key: Key, meta: Dict[str, Any], old: Optional[Entry]) -> None:
         if old is not None:

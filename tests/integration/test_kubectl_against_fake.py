@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from typing import List
 
 import pytest
@@ -101,3 +102,50 @@ def test_get_nodes_yaml_selector_and_single_node(fake_api_tls, kubectl):  # noqa
     assert "node-a" in kubectl("get", "no")  # the short name, from discovery; the default table
     fake_api_tls.delete_node("node-a")
     assert kubectl("get", "nodes", "-o", "name").split() == ["node/node-b"]
+
+
+def test_watch_stream_is_read_by_kubectl(fake_api_tls, tmp_path):  # noqa: F811
+    """`kubectl get services -A --watch -o json` lists, then watches from the list's RV and
+    prints each event the fake streams: the watch format is the real one."""
+    wso2_cluster(fake_api_tls)
+    kubeconfig = fake_api_tls.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    argv = [KUBECTL, "--kubeconfig", kubeconfig, "get", "services", "-A", "--watch", "-o", "json",
+            "--output-watch-events"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait(lambda: fake_api_tls.open_watches("services") == 1)
+        fake_api_tls.add_service("late", "shop", [("http", 80, 8080)])
+        fake_api_tls.update_service("shop", "late", lambda s: s["metadata"].setdefault("labels", {}).update(v="2"))
+        fake_api_tls.delete_service("shop", "late")
+        _wait(lambda: fake_api_tls.open_watches("services") == 1 and len(fake_api_tls.requests) > 0, 0.5)
+    finally:
+        time.sleep(1.0)
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    watch = [r for r in fake_api_tls.requests if r.query.get("watch") in ("1", "true")]
+    listed = [r for r in fake_api_tls.requests if r.path == "/api/v1/services" and "watch" not in r.query]
+    assert watch and listed and watch[0].query["resourceVersion"]  # list, then watch from its RV
+    events = [json.loads(doc) for doc in _json_docs(out)]
+    late = [(e["type"], e["object"]["metadata"].get("labels", {}).get("v")) for e in events
+            if e["object"]["metadata"]["name"] == "late"]
+    assert late == [("ADDED", None), ("MODIFIED", "2"), ("DELETED", "2")], err
+    assert all(e["object"]["kind"] == "Service" for e in events)
+
+
+def _wait(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _json_docs(text: str):
+    """Split kubectl's concatenated pretty-printed JSON documents."""
+    decoder, i = json.JSONDecoder(), 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        doc, end = decoder.raw_decode(text, i)
+        yield json.dumps(doc)
+        i = end
