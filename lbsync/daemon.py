@@ -41,6 +41,9 @@ class Daemon:
         self.notified = False
         self.reported: set = set()
         self.events = events_mod.reporter_for(settings)  # None: off, or a source file
+        self._follow(self.syncer.source)
+        self.metrics.collectors.append(self._watch_ages)
+        self.metrics.health_checks.append(self._watch_health)
 
     # --- the loop -----------------------------------------------------------------
     def loop(self) -> None:
@@ -170,6 +173,8 @@ class Daemon:
             self.events = events_mod.reporter_for(new)
         self.settings = new
         self.syncer = self.syncer_factory(new)
+        _close(old.source)
+        self._follow(self.syncer.source)
         # what the running HAProxy has, and whether it still owes us a reload, stays true
         self.syncer.in_sync, self.syncer.reload_pending = old.in_sync, old.reload_pending
         log.info("settings.reloaded", config_file=self.config_file)
@@ -186,9 +191,25 @@ class Daemon:
                     annotation=p.annotation or None, reason=p.reason, value=p.value or None)
         self.reported = current
 
+    # --- a watching source ------------------------------------------------------------
+    def _follow(self, source: object) -> None:
+        """A source that watches (--watch) wakes the loop at each change: the pass that
+        follows is the same as after a poll, only sooner."""
+        subscribe = getattr(source, "subscribe", None)
+        if subscribe is not None:
+            subscribe(lambda: self.trigger("watch event"), self.metrics.inc)
+
+    def _watch_ages(self):
+        ages = getattr(self.syncer.source, "ages", dict)()
+        return [("lbsync_watch_last_event_age_seconds", age, {"resource": r}) for r, age in ages.items()]
+
+    def _watch_health(self) -> str:
+        return getattr(self.syncer.source, "health", str)()
+
     # --- outside events ---------------------------------------------------------------
     def trigger(self, reason: str) -> None:
-        self.reasons.append(reason)
+        if reason not in self.reasons:  # a burst of events: one reason, not thousands
+            self.reasons.append(reason)
         self.wake.set()
 
     def files_changed(self, paths: List[str]) -> None:
@@ -215,11 +236,12 @@ def run(settings: settings_mod.Settings, *, config_file: Optional[str] = None, a
     observer = watch.start(watch.paths_of(settings, daemon.syncer), daemon.files_changed)
     worker = threading.Thread(target=daemon.loop, name="sync-loop", daemon=True)
     log.info("daemon.started", interval=settings.interval, config=settings.haproxy_config,
-             source=settings.source or "kubernetes-api")
+             source=settings.source or ("kubernetes-api (watch)" if settings.watch else "kubernetes-api"))
     worker.start()
     while not daemon.stop.wait(0.2) and worker.is_alive():
         pass
     worker.join(STOP_GRACE)
+    _close(daemon.syncer.source)
     if observer is not None:
         observer.stop()
     if server is not None:
@@ -231,6 +253,12 @@ def run(settings: settings_mod.Settings, *, config_file: Optional[str] = None, a
 
 def _events_key(s: settings_mod.Settings) -> Tuple[object, ...]:
     return (s.events, s.source, s.kubeconfig, s.context, s.api_timeout)
+
+
+def _close(source: object) -> None:
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
 
 
 def _fingerprint(plan: "sync.Plan") -> Tuple[str, int]:

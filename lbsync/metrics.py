@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import prometheus_client
 from prometheus_client import exposition
@@ -40,6 +40,19 @@ DEFINITIONS: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
     "lbsync_events_total": ("counter", "Kubernetes Event writes by result (created, patched, failed; "
                             "deferred: held back by the rate limit for a later pass).", ("result",)),
     "lbsync_ready": ("gauge", "1 when the last syncs succeeded (see /readyz).", ()),
+    # --watch (resource: services | endpointslices | endpoints)
+    "lbsync_watch_starts_total": ("counter", "Watch requests opened, by resource and reason (initial; resume: "
+                                  "the last one ended normally; 410, silent, cut, error: after trouble and "
+                                  "a relist; resync: after a periodic relist).", ("resource", "reason")),
+    "lbsync_watch_events_total": ("counter", "Watch events received, by resource and type (ADDED, MODIFIED, "
+                                  "DELETED, BOOKMARK).", ("resource", "type")),
+    "lbsync_watch_relists_total": ("counter", "Full lists made in watch mode, by resource and reason "
+                                   "(initial, 410, silent, cut, error, resync).", ("resource", "reason")),
+    "lbsync_watch_resync_differences_total": ("counter", "Periodic relists that found a difference from "
+                                              "the watched state: each means a watch event was lost.",
+                                              ("resource",)),
+    "lbsync_watch_last_event_age_seconds": ("gauge", "Seconds since each watched resource last heard from "
+                                            "the API server (an event, a bookmark or a list).", ("resource",)),
 }
 
 _FAMILIES = {"counter": prometheus_client.metrics_core.CounterMetricFamily,
@@ -68,6 +81,10 @@ class Metrics:
         self.unready_after = unready_after
         self.last_beat = time.monotonic()
         self.stall_after = 300.0  # seconds without a pass starting: the loop is stuck
+        # called at each scrape: gauges only known then, e.g. {resource: age} -> a labelled gauge
+        self.collectors: List[Callable[[], Iterable[Tuple[str, float, Dict[str, str]]]]] = []
+        # called by /healthz: '' when fine, else why lbsync is not healthy
+        self.health_checks: List[Callable[[], str]] = []
 
     def beat(self) -> None:
         """The sync loop started a pass: it is alive."""
@@ -106,6 +123,9 @@ class Metrics:
 
     def collect(self) -> Iterator[prometheus_client.metrics_core.Metric]:
         """prometheus_client's Collector protocol: the families that have a value."""
+        for gauges in self.collectors:  # values only known at scrape time
+            for name, value, labels in gauges():
+                self.set(name, value, **labels)
         with self._lock:
             values = {key: list(v) for key, v in self._values.items()}
         for name, (kind, help_text, label_names) in DEFINITIONS.items():
@@ -135,6 +155,12 @@ class Metrics:
         """Ready once a sync succeeded, and not while syncs keep failing."""
         return self.synced_once and self.consecutive_failures < self.unready_after
 
+    def problems(self) -> List[str]:
+        """Why /healthz fails: a stuck loop, or what a health check says."""
+        found = [] if self.alive else [
+            f"sync loop stuck: no pass started for {time.monotonic() - self.last_beat:.0f}s"]
+        return found + [why for why in (check() for check in self.health_checks) if why]
+
     def text(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
         return exposition.generate_latest(self.registry).decode("utf-8")
@@ -147,9 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
             encoder, content_type = exposition.choose_encoder(self.headers.get("Accept", ""))
             self._send(200, encoder(metrics.registry), content_type)
         elif self.path == "/healthz":
-            stuck = time.monotonic() - metrics.last_beat
-            self._send(200, "ok\n") if metrics.alive else self._send(
-                503, f"sync loop stuck: no pass started for {stuck:.0f}s\n")
+            problems = metrics.problems()
+            self._send(503, "".join(p + "\n" for p in problems)) if problems else self._send(200, "ok\n")
         elif self.path == "/readyz":
             ok = metrics.ready
             why = "ready\n" if ok else ("waiting for the first successful sync\n" if not metrics.synced_once

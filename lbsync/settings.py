@@ -52,6 +52,16 @@ class Settings:
     selector: str = _opt("", "Label selector for Services, e.g. 'tier=web,env!=dev'.")
     api_timeout: float = _opt(10.0, "Seconds to wait for one API request (connect and read).", kind="float")
     page_size: int = _opt(500, "Items per API list page (limit); keeps each answer small.", kind="int")
+    watch: bool = _opt(False, "Watch the API (list once, then stream changes) instead of listing "
+                       "everything every interval: changes reach HAProxy in milliseconds and an idle "
+                       "cluster costs the API server almost nothing. See docs/watch.md.", kind="bool")
+    resync: float = _opt(300.0, "With watch: seconds between full relists that repair anything a "
+                         "watch missed (counted when they find a difference); 0 never relists "
+                         "unless a watch breaks.", kind="float")
+    watch_timeout: float = _opt(300.0, "With watch: shortest watch request in seconds; each asks "
+                                "1x-2x this (randomised like client-go, so replicas do not reconnect "
+                                "together). A stream silent for longer than its own is reopened.",
+                                kind="float")
     # --- which Services are published
     publish: str = _opt("all", "'all': every Service not excluded; 'annotated': only Services "
                         "annotated serviceloadbalancer/lb.enabled: \"true\" (opt-in).")
@@ -187,6 +197,10 @@ def _validate(s: Settings) -> None:
         except ValueError as e:
             raise SettingsError(f"deny_networks: {cidr!r} is not a CIDR network (e.g. 127.0.0.0/8)") from e
     _validate_nodes(s)
+    if s.resync < 0:
+        raise SettingsError(f"resync: {s.resync} must be 0 (never) or a positive number of seconds")
+    if s.watch_timeout < 1:
+        raise SettingsError(f"watch_timeout: {s.watch_timeout} must be at least 1 second")
     if not 0 < s.shrink_guard <= 1:
         raise SettingsError(f"shrink_guard: {s.shrink_guard} must be in (0, 1]")
 

@@ -100,12 +100,16 @@ def _bind_ports(settings: Settings) -> Tuple[int, ...]:
 
 
 def make_source(settings: Settings):
-    """The file source for --source, else the Kubernetes API."""
+    """The file source for --source, else the Kubernetes API (listed each pass, or watched)."""
     if settings.source:
         from lbsync.source import FileSource
         return FileSource(settings.source)
     from lbsync import kube
     creds = kube.credentials.load(settings.kubeconfig, settings.context)
+    if settings.watch:
+        return kube.WatchSource(creds, namespaces=settings.namespaces, selector=settings.selector,
+                                timeout=settings.api_timeout, page_size=settings.page_size,
+                                watch_timeout=settings.watch_timeout, resync=settings.resync)
     return kube.ApiSource(creds, namespaces=settings.namespaces, selector=settings.selector,
                           timeout=settings.api_timeout, page_size=settings.page_size,
                           backend_mode=settings.backend_mode)

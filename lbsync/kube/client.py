@@ -67,6 +67,16 @@ class ApiSource:
         self._transport.close()
 
     @property
+    def transport(self) -> Transport:
+        """The session this source talks through (a watch opens its streams on it too)."""
+        return self._transport
+
+    def list_objects(self, resource: Resource, namespace: Optional[str], selector: str = ""
+                     ) -> Tuple[List[Dict[str, Any]], str]:
+        """Every page of one list (in `namespace`, or cluster-wide), and its resourceVersion."""
+        return self._list(resource, namespace, selector)
+
+    @property
     def endpoints_mode(self) -> str:
         """"endpointslices", or "endpoints" while the fall back is remembered."""
         if self._fallback_until is not None and self._clock() < self._fallback_until:

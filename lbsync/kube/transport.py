@@ -100,8 +100,25 @@ class Transport:
             raise errors.from_response(resp, url, method)
         return resp
 
+    def open_stream(self, path: str, params: Dict[str, str], *, read_timeout: float) -> requests.Response:
+        """GET a long-lived streaming answer (a watch); raises ApiError unless it is a 200.
+        `read_timeout`: the longest wait for the next bytes before requests gives up."""
+        url = self.display_url(path)
+        resp = self._get(path, params, url, stream=True, read_timeout=read_timeout)
+        if resp.status_code == 401 and self.credentials.refresh():
+            resp.close()
+            resp = self._get(path, params, url, stream=True, read_timeout=read_timeout)
+        if resp.status_code != 200:
+            try:
+                resp.content  # an error answer is small: read it for its Status message
+            except requests.RequestException as e:
+                raise errors.from_exception(e, url, self.timeout) from e
+            raise errors.from_response(resp, url)
+        return resp
+
     def _get(self, path: str, params: Dict[str, str], url: str, *, method: str = "GET",
-             data: Optional[bytes] = None, content_type: str = "") -> requests.Response:
+             data: Optional[bytes] = None, content_type: str = "", stream: bool = False,
+             read_timeout: Optional[float] = None) -> requests.Response:
         headers = {"Content-Type": content_type} if content_type else {}
         token = self.credentials.token()
         if token:
@@ -113,9 +130,11 @@ class Transport:
                 if self._verify is False:  # the user chose insecure-skip-tls-verify; once is enough
                     warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
                 resp = self.session.request(method, self.credentials.server + path, params=params,
-                                            data=data, headers=headers, timeout=(self.timeout, self.timeout),
-                                            verify=self._verify, cert=cert, allow_redirects=False)
+                                            data=data, headers=headers,
+                                            timeout=(self.timeout, read_timeout or self.timeout),
+                                            verify=self._verify, cert=cert, allow_redirects=False, stream=stream)
         except requests.RequestException as e:
             raise errors.from_exception(e, url, self.timeout, method) from e
-        self.bytes += len(resp.content)
+        if not stream:
+            self.bytes += len(resp.content)
         return resp

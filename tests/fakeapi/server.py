@@ -24,7 +24,7 @@ from tests.fakeapi.handler import Answer, Handler
 from tests.fakeapi.events import EventStore
 from tests.fakeapi.store import Store
 from tests.fakeapi.tls import TlsMaterial
-from tests.fakeapi.watchserve import OpenWatch, WatchRegistry
+from tests.fakeapi.watchserve import WatchControlMixin, WatchRegistry
 
 
 
@@ -106,7 +106,7 @@ class _HttpServer(ThreadingHTTPServer):
                     pass
 
 
-class FakeKubeApi(ClusterMixin):
+class FakeKubeApi(ClusterMixin, WatchControlMixin):
     """The fake API server. Start with `start()` (or as a context manager); `url` is its base."""
 
     def __init__(self, *, tls: Optional[TlsMaterial] = None, tokens: Any = (),
@@ -284,38 +284,6 @@ class FakeKubeApi(ClusterMixin):
         with self._lock:
             seconds, prefix = self._delay
         return seconds if prefix is None or path.startswith(prefix) else 0.0
-
-    # -- watches ----------------------------------------------------------------------------
-    def _open_watch(self, watch: OpenWatch) -> None:
-        self._watches.add(watch)
-
-    def _close_watch(self, watch: OpenWatch) -> None:
-        self._watches.remove(watch)
-
-    def open_watches(self, resource: Optional[str] = None) -> int:
-        """Watches streaming now (silenced ones excluded)."""
-        return self._watches.count(resource)
-
-    def end_watches(self) -> int:
-        """End every open watch normally (as timeoutSeconds would); returns how many."""
-        n = self._watches.mark(end=True)
-        self.store.history.poke()
-        return n
-
-    def drop_watches_mid_line(self) -> int:
-        """Every open watch sends half of its next event line, then the connection drops."""
-        return self._watches.mark(drop_mid_line=True)
-
-    def silence_watches(self) -> int:
-        """Every open watch goes dead: no more bytes, no end (a connection lost without a FIN)."""
-        n = self._watches.mark(silent=True)
-        self.store.history.poke()
-        return n
-
-    def compact(self) -> None:
-        """Forget the change history up to now: a watch resuming from an older RV gets 410."""
-        with self.store.lock:
-            self.store.history.compact(self.store.rv)
 
     # -- observation ------------------------------------------------------------------------
     def _record(self, method: str, path: str, query: Dict[str, str], headers: Dict[str, str],

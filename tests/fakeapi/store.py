@@ -70,6 +70,7 @@ class Store:
         self.lock = threading.RLock()
         self.rv = 1000
         self.history = History(self.lock, history_window)
+        self.lose_events = 0  # the next N changes never reach a watch (a lost event, for resync tests)
         self.compaction_window = compaction_window
         self._token_epoch = 0
         self._objects: Dict[str, Dict[Key, Entry]] = {r: {} for r in LIST_KINDS}
@@ -126,6 +127,9 @@ class Store:
 
     def _changed(self, resource: str, kind: str, obj: Dict[str, Any]) -> None:
         """Log the change for watches: the event line as kube-apiserver writes it."""
+        if self.lose_events > 0:
+            self.lose_events -= 1
+            return
         meta = obj["metadata"]
         typed = obj if "kind" in obj else dict(obj, kind=LIST_KINDS[resource][2], apiVersion=LIST_KINDS[resource][1])
         line = json.dumps({"type": kind, "object": typed}, separators=(",", ":")).encode() + b"\n"

@@ -25,6 +25,7 @@ from tests.fakeapi.store import LIST_KINDS
 
 if TYPE_CHECKING:
     from tests.fakeapi.handler import Handler
+    from tests.fakeapi.store import Store
     from tests.fakeapi.server import FakeKubeApi
 
 DEFAULT_TIMEOUT = 1800.0  # kube-apiserver's --min-request-timeout; it randomises up to 2x
@@ -210,3 +211,46 @@ class WatchRegistry:
         with self._lock:
             return sum(1 for w in self._open if not w.silent and
                        (resource is None or w.request.resource == resource))
+
+
+class WatchControlMixin:
+    """The watch fault knobs of FakeKubeApi (which provides store and _watches)."""
+
+    store: "Store"
+    _watches: WatchRegistry
+
+    def _open_watch(self, watch: OpenWatch) -> None:
+        self._watches.add(watch)
+
+    def _close_watch(self, watch: OpenWatch) -> None:
+        self._watches.remove(watch)
+
+    def open_watches(self, resource: Optional[str] = None) -> int:
+        """Watches streaming now (silenced ones excluded)."""
+        return self._watches.count(resource)
+
+    def end_watches(self) -> int:
+        """End every open watch normally (as timeoutSeconds would); returns how many."""
+        n = self._watches.mark(end=True)
+        self.store.history.poke()
+        return n
+
+    def drop_watches_mid_line(self) -> int:
+        """Every open watch sends half of its next event line, then the connection drops."""
+        return self._watches.mark(drop_mid_line=True)
+
+    def silence_watches(self) -> int:
+        """Every open watch goes dead: no more bytes, no end (a connection lost without a FIN)."""
+        n = self._watches.mark(silent=True)
+        self.store.history.poke()
+        return n
+
+    def lose_next_events(self, n: int = 1) -> None:
+        """The next n changes are stored and listed but never sent to a watch."""
+        with self.store.lock:
+            self.store.lose_events += n
+
+    def compact(self) -> None:
+        """Forget the change history up to now: a watch resuming from an older RV gets 410."""
+        with self.store.lock:
+            self.store.history.compact(self.store.rv)

@@ -1,0 +1,111 @@
+"""WatchSource: the cluster kept current by watches, handed over as a poll's Snapshot.
+
+The `--watch` alternative to ApiSource. One Reflector thread per watched resource and
+namespace keeps a Store; `fetch()` reads it (no request at all) and `subscribe()` lets the
+daemon be woken by every applied change. The watched resources are a list, so another
+kind (Nodes, for the nodeport backend mode) is one more entry.
+
+Never hands over a state it knows to be incomplete: `fetch()` waits for every first list,
+and fails (so the live config stays as it is) while a mirror is known to be stale because
+its relist failed. A mirror between a routine restart (timeout, 410, a cut stream) and its
+relist still holds a consistent state of a moment ago, and is served.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Dict, Sequence
+
+from lbsync.exceptions import SourceError
+from lbsync.kube.client import SERVICES, SLICES, ApiSource, Resource
+from lbsync.kube.credentials import Credentials
+from lbsync.kube.reflector import Record, Reflector, _no_record
+from lbsync.kube.store import Store
+from lbsync.snapshot import Snapshot
+
+FIRST_LIST_GRACE = 3  # fetch() waits this many API timeouts for the first lists
+
+
+class WatchSource:
+    """Same fetch()/close() as ApiSource; threads start at the first fetch()."""
+
+    def __init__(self, credentials: Credentials, *, namespaces: Sequence[str] = (), selector: str = "",
+                 timeout: float = 10.0, page_size: int = 500, watch_timeout: float = 300.0,
+                 resync: float = 300.0, resources: Sequence[Resource] = (SERVICES, SLICES)) -> None:
+        self.credentials = credentials
+        self.namespaces = tuple(namespaces)
+        self.selector = selector
+        self.timeout = timeout
+        self.store = Store()
+        self._stop = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+        options = dict(watch_timeout=watch_timeout, resync=resync, stop=self._stop)
+        # one ApiSource (one HTTP session) per reflector: a stream holds its connection for minutes
+        self.reflectors = [
+            Reflector(ApiSource(credentials, namespaces=self.namespaces, timeout=timeout, page_size=page_size),
+                      self.store, resource, namespace, selector=selector if resource is SERVICES else "",
+                      **options)  # type: ignore[arg-type]
+            for resource in resources for namespace in (self.namespaces or (None,))]
+
+    def __repr__(self) -> str:
+        return "WatchSource(%r, namespaces=%r, selector=%r)" % (self.credentials, self.namespaces, self.selector)
+
+    def subscribe(self, on_change: Callable[[], None], record: Record = _no_record) -> None:
+        """`on_change()` after every applied change; `record(name, amount, **labels)` counts."""
+        self.store.on_change = on_change
+        for r in self.reflectors:
+            r.record = record
+
+    def fetch(self, *, unchanged_since: str = "") -> Snapshot:
+        self._start()
+        self._wait_for_first_lists()
+        for r in self.reflectors:
+            if r.error is not None:
+                raise r.error.with_traceback(None)  # raised at every pass: tracebacks must not pile up
+        if unchanged_since and unchanged_since == self.store.version:
+            return Snapshot(version=unchanged_since)
+        return self.store.snapshot()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        for r in self.reflectors:
+            threading.Thread(target=r.run, name="watch:" + r.key, daemon=True).start()
+
+    def _wait_for_first_lists(self) -> None:
+        deadline = time.monotonic() + FIRST_LIST_GRACE * self.timeout
+        for r in self.reflectors:
+            while not r.listed.wait(0.05):
+                if r.error is not None:
+                    raise r.error.with_traceback(None)
+                if time.monotonic() >= deadline:
+                    raise SourceError("watch: the first list of %s is not complete after %gs" % (
+                        r.key, FIRST_LIST_GRACE * self.timeout))
+
+    # --- health ----------------------------------------------------------------------------
+    def ages(self) -> Dict[str, float]:
+        """Seconds since each watched resource last heard from the API server (event,
+        bookmark, list), the oldest per resource."""
+        now, out = time.monotonic(), {}  # type: float, Dict[str, float]
+        for r in self.reflectors:
+            out[r.name] = max(out.get(r.name, 0.0), now - r.last_activity)
+        return out
+
+    def health(self) -> str:
+        """'' when every watch is alive; else why not. Silent far past its longest stream
+        (3x: several reconnections failed in a row), a watch is stuck, not just slow."""
+        now = time.monotonic()
+        for r in self.reflectors:
+            limit = 3 * r.longest_stream
+            if self._started and now - r.last_activity > limit:
+                return "watch of %s silent for %.0fs (limit %.0fs)%s" % (
+                    r.key, now - r.last_activity, limit, ": " + str(r.error) if r.error else "")
+        return ""
+
+    def close(self) -> None:
+        self._stop.set()
+        for r in self.reflectors:
+            r.api.close()

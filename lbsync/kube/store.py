@@ -1,0 +1,93 @@
+"""The objects a watch keeps: one mirror per watched (resource, namespace), decoded once.
+
+Reflectors write (a whole list, or one event); the sync loop reads a Snapshot of all of it,
+the same kind of Snapshot a poll hands over. Its version changes with every applied change,
+so an unchanged store costs a pass nothing. Thread-safe; knows nothing of HTTP.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable, Dict, List, Tuple
+
+from lbsync.kube.client import ENDPOINTS, SERVICE_NAME_LABEL, SERVICES, SLICES, Resource
+from lbsync.snapshot import Snapshot
+
+Key = Tuple[str, str]  # (namespace, name)
+
+
+def _key(obj: Dict[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _rv(obj: Dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _typed(resource: Resource, obj: Dict[str, Any]) -> Dict[str, Any]:
+    obj.setdefault("kind", resource[2])
+    obj.setdefault("apiVersion", resource[3])
+    return obj
+
+
+class Store:
+    """`on_change()` is called (outside the lock) after every change that moved the version."""
+
+    def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._mirrors: Dict[str, Tuple[Resource, Dict[Key, Dict[str, Any]]]] = {}
+        self._generation = 0
+        self._id = os.urandom(4).hex()  # a new store (after a settings reload) never matches an old version
+
+    @property
+    def version(self) -> str:
+        with self._lock:
+            return "watch:%s:%d" % (self._id, self._generation)
+
+    def replace(self, mirror: str, resource: Resource, items: List[Dict[str, Any]]) -> bool:
+        """A mirror's whole content, from a list; True when it differed from what was kept."""
+        new = {_key(o): _typed(resource, o) for o in items}
+        with self._lock:
+            old_resource, old = self._mirrors.get(mirror, (resource, {}))
+            differed = old_resource is not resource or \
+                {k: _rv(o) for k, o in old.items()} != {k: _rv(o) for k, o in new.items()}
+            self._mirrors[mirror] = (resource, new)
+            if differed:
+                self._generation += 1
+        if differed:
+            self.on_change()
+        return differed
+
+    def apply(self, mirror: str, resource: Resource, kind: str, obj: Dict[str, Any]) -> None:
+        """One ADDED / MODIFIED / DELETED event."""
+        key = _key(obj)
+        with self._lock:
+            objects = self._mirrors.setdefault(mirror, (resource, {}))[1]
+            if kind == "DELETED":
+                if objects.pop(key, None) is None:
+                    return
+            else:
+                objects[key] = _typed(resource, obj)
+            self._generation += 1
+        self.on_change()
+
+    def snapshot(self) -> Snapshot:
+        """Everything kept, as a poll would have listed it (sorted; endpoints only of listed Services)."""
+        found: Dict[str, List[Dict[str, Any]]] = {SERVICES[1]: [], SLICES[1]: [], ENDPOINTS[1]: []}
+        with self._lock:
+            version = "watch:%s:%d" % (self._id, self._generation)
+            for resource, objects in self._mirrors.values():
+                found[resource[1]].extend(objects.values())
+        services = sorted(found[SERVICES[1]], key=_key)
+        wanted = {_key(s) for s in services}
+        slices = [s for s in found[SLICES[1]] if _slice_owner(s) in wanted]
+        endpoints = [e for e in found[ENDPOINTS[1]] if _key(e) in wanted]
+        return Snapshot(services=tuple(services), endpoint_slices=tuple(sorted(slices, key=_key)),
+                        endpoints=tuple(sorted(endpoints, key=_key)), version=version)
+
+
+def _slice_owner(obj: Dict[str, Any]) -> Key:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return _key(obj)[0], str(labels.get(SERVICE_NAME_LABEL, ""))
