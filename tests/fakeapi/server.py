@@ -138,6 +138,7 @@ class FakeKubeApi(ClusterMixin, WatchControlMixin):
         self._expire_continues = 0
         self.on_request: Optional[Callable[[RequestRecord], None]] = None  # test hook, runs first
         self._bytes_sent = 0
+        self._stream_bytes = 0  # of _bytes_sent: what watch streams sent
         self._server: Optional[_HttpServer] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -294,9 +295,10 @@ class FakeKubeApi(ClusterMixin, WatchControlMixin):
         if self.on_request is not None:
             self.on_request(record)
 
-    def _count_bytes(self, n: int) -> None:
+    def _count_bytes(self, n: int, *, stream: bool = False) -> None:
         with self._lock:
             self._bytes_sent += n
+            self._stream_bytes += n if stream else 0
 
     @property
     def requests(self) -> List[RequestRecord]:
@@ -308,6 +310,12 @@ class FakeKubeApi(ClusterMixin, WatchControlMixin):
         with self._lock:
             return self._bytes_sent
 
+    @property
+    def stream_bytes_sent(self) -> int:
+        """The part of bytes_sent that watch streams sent."""
+        with self._lock:
+            return self._stream_bytes
+
     def request_count(self, path: Optional[str] = None, prefix: Optional[str] = None) -> int:
         return sum(1 for r in self.requests
                    if (path is None or r.path == path) and (prefix is None or r.path.startswith(prefix)))
@@ -318,4 +326,4 @@ class FakeKubeApi(ClusterMixin, WatchControlMixin):
     def reset_counters(self) -> None:
         with self._lock:
             self._requests.clear()
-            self._bytes_sent = 0
+            self._bytes_sent = self._stream_bytes = 0

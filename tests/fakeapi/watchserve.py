@@ -163,7 +163,7 @@ class Streamer:
         out = b"%x\r\n%s\r\n" % (len(data), data)
         self.handler.wfile.write(out)
         self.handler.wfile.flush()
-        self.fake._count_bytes(len(out))
+        self.fake._count_bytes(len(out), stream=True)
 
     def _end(self) -> None:
         if not self.watch.silent:
