@@ -79,7 +79,6 @@ class Streamer:
 
     def serve(self) -> None:
         """Stream until the timeout, a fault, or the client going away."""
-        self.handler.close_connection = True  # a watch answer is never followed by another request
         try:
             rv, first = self._start()
         except ValueError:
@@ -93,7 +92,7 @@ class Streamer:
                 self._follow(rv)
             self._end()
         except OSError:
-            pass  # the client went away
+            self.handler.close_connection = True  # the client went away, or a fault cut the stream
         finally:
             self.fake._close_watch(self.watch)
 
@@ -122,7 +121,7 @@ class Streamer:
                     rv, history.oldest + 1), "Expired")])
                 return
             if self.watch.silent:
-                return self._play_dead(deadline)
+                return self._play_dead()
             lines = [c.line for c in changes if self._wanted(c.namespace, c.labels)]
             if not self._write_lines(lines):
                 return
@@ -131,7 +130,7 @@ class Streamer:
                 self._write_lines([bookmark(self.request.resource, rv)])
                 next_bookmark = time.monotonic() + self.fake.bookmark_interval
 
-    def _play_dead(self, deadline: float) -> None:
+    def _play_dead(self) -> None:
         """A dead connection: nothing more is written, and the stream never ends by itself."""
         until = time.monotonic() + SILENT_LIMIT
         while time.monotonic() < until and self.fake.running:
@@ -143,7 +142,7 @@ class Streamer:
         """Each event is one chunk. False when the stream was cut (fault) or silenced."""
         for line in lines:
             if self.watch.silent:
-                self._play_dead(0.0)
+                self._play_dead()
             if self.watch.drop_mid_line:
                 self._chunk(line[:max(1, len(line) // 2)])
                 raise OSError("dropped mid-line (fault)")  # no final chunk: the connection just ends
