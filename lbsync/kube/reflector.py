@@ -78,7 +78,7 @@ class Reflector:
                 self._watch(reason)
                 need_list = self._resync_due()
                 reason = "resync" if need_list else "resume"
-            except (ApiError, SourceError) as e:
+            except Exception as e:  # noqa: BLE001 - nothing may end the watch for good: relist
                 need_list, reason = True, _reason(e)
                 self._trouble(e, reason)
                 self.stop.wait(self._backoff())
@@ -147,9 +147,12 @@ class Reflector:
         self.failures += 1
         self._account()
         routine = isinstance(e, (ApiGone, stream.StreamSilent, stream.StreamCut))
+        if not isinstance(e, (ApiError, SourceError)):
+            log.exception("watch.crashed", resource=self.name, error=repr(e))  # a bug: please report it
         if not routine or not self.listed.is_set():
             was_broken = self.error is not None
-            self.error = e if isinstance(e, SourceError) else SourceError(str(e))
+            self.error = e if isinstance(e, SourceError) else SourceError(
+                "watch of %s: internal error %r; relisting" % (self.key, e))
             if not was_broken:
                 self.store.on_change()  # a pass now fails and says why; the live config stays
         (log.info if routine and self.failures == 1 else log.warning)(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import defaultdict
 from typing import Any, Callable, Dict, List, Tuple
 
 from lbsync.kube.client import ENDPOINTS, SERVICE_NAME_LABEL, SERVICES, SLICES, Resource
@@ -75,7 +76,7 @@ class Store:
 
     def snapshot(self) -> Snapshot:
         """Everything kept, as a poll would have listed it (sorted; endpoints only of listed Services)."""
-        found: Dict[str, List[Dict[str, Any]]] = {SERVICES[1]: [], SLICES[1]: [], ENDPOINTS[1]: []}
+        found: Dict[str, List[Dict[str, Any]]] = defaultdict(list)  # by resource plural
         with self._lock:
             version = "watch:%s:%d" % (self._id, self._generation)
             for resource, objects in self._mirrors.values():

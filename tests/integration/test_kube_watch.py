@@ -61,7 +61,7 @@ def eventually(check, timeout=10.0):
     while True:
         try:
             return check()
-        except (AssertionError, ApiError):
+        except (AssertionError, SourceError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
@@ -208,3 +208,22 @@ def _raises(fn):
 
 def _assert(ok):
     assert ok
+
+
+def test_a_bug_while_applying_an_event_does_not_end_the_watch(api, tmp_path):
+    src, counts, _ = watch_source(api, tmp_path, watch_timeout=30.0)
+    src.fetch()
+    real_apply, calls = src.store.apply, []
+
+    def broken_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyError("a bug")
+        return real_apply(*args)
+
+    src.store.apply = broken_once
+    api.set_endpoints("shop", "web", ready=["10.0.0.8"])
+    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.8"]))  # the relist brought it
+    assert counts[("lbsync_watch_relists_total", "error", "endpointslices")] == 1
+    api.set_endpoints("shop", "web", ready=["10.0.0.9"])
+    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.9"]))  # and the watch goes on
