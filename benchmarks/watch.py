@@ -36,6 +36,7 @@ from tests.helpers.backends import Backend, free_port  # noqa: E402
 from tests.helpers.haproxy_proc import HAPROXY, HAProxyProcess  # noqa: E402
 from tests.helpers.lbsync_proc import LbsyncProcess, http, parse_prometheus  # noqa: E402
 
+WATCHED = ("/services", "/endpointslices", "/endpoints")
 WATCH_START, WATCH_END = "<!-- watch-benchmark:start -->", "<!-- watch-benchmark:end -->"
 
 
@@ -87,7 +88,8 @@ class Rig:
                        "--https-bind", "127.0.0.1:%d" % free_port(), "--tls-cert", tls, "--stats-bind", "",
                        "--tcp-bind-address", "127.0.0.1", "--deny-networks", "none", "--haproxy-log", "",
                        "--haproxy-binary", HAPROXY, "--runtime-socket", self.haproxy.admin_socket,
-                       "--template", unchecked_template(workdir)]
+                       "--template", unchecked_template(workdir),
+                       "--no-events"]  # Kubernetes Events (issue 14) are writes of their own, not the watch's cost
         self.step = 0
 
     def pod(self, ip: str) -> Backend:
@@ -197,14 +199,16 @@ def idle(rig: Rig, minutes: float) -> Dict:
         requests = rig.api.requests
         total, stream = rig.api.bytes_sent, rig.api.stream_bytes_sent
         m = rig.metric_values()
-    lists = [r for r in requests if r.query.get("watch") is None]
+    reads = [r for r in requests if r.method == "GET" and r.path.endswith(WATCHED)]
+    lists = [r for r in reads if r.query.get("watch") is None]
     relists: Dict[str, float] = {}
     for key, value in m.items():
         if key.startswith("lbsync_watch_relists_total"):
             reason = key.split('reason="')[1].split('"')[0]
             relists[reason] = relists.get(reason, 0.0) + value  # summed over resources
     poll = one_poll_bytes(rig)
-    return {"minutes": elapsed / 60, "list_requests": len(lists), "watch_requests": len(requests) - len(lists),
+    return {"minutes": elapsed / 60, "list_requests": len(lists), "watch_requests": len(reads) - len(lists),
+            "other_requests": len(requests) - len(reads),
             "bytes": total, "stream_bytes": stream, "list_bytes": total - stream, "poll_bytes": poll,
             "relists_by_reason": relists,
             "bytes_per_min_pct_of_poll": 100.0 * total / (elapsed / 60) / poll,
@@ -317,9 +321,10 @@ def section(env: Dict, command: str, lat: Dict[int, Dict],  idle_: Optional[Dict
                 "The watching daemon left alone for %.1f minutes with the defaults (`--watch-timeout 300`, "
                 "`--resync 300`; the fake API sends a bookmark every 60 s like kube-apiserver)." % idle_["minutes"], "",
                 "| | |", "|---|---:|",
-                "| list requests (all resources) | %d (relists by reason: %s) |" % (
+                "| list requests during the idle time | %d (lbsync's relists since it started, by reason: %s) |" % (
                     idle_["list_requests"], ", ".join("%s %d" % (k, v) for k, v in sorted(idle_["relists_by_reason"].items())) or "none"),
                 "| watch requests | %d |" % idle_["watch_requests"],
+                "| other requests | %d |" % idle_.get("other_requests", 0),
                 "| bytes sent by the API server | %s (watch streams %s, relists %s) |" % (
                     format(idle_["bytes"], ","), format(idle_["stream_bytes"], ","), format(idle_["list_bytes"], ",")),
                 "| one poll (`--interval` mode) costs | %s bytes |" % format(idle_["poll_bytes"], ","),
@@ -369,26 +374,36 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--drop-every", type=float, default=300.0, help="seconds between dropped watches in the soak")
     p.add_argument("--out", default=None, help="write the watch section of this Markdown report")
     p.add_argument("--json", default=None, help="write the raw figures here")
+    p.add_argument("--merge-json", default=None, metavar="FILE",
+                   help="take the parts this run skips (--samples 0, --idle-minutes 0, --soak-minutes 0) "
+                        "from an earlier run's --json")
     args = p.parse_args(argv)
     env = machine()
     workdir = tempfile.mkdtemp(prefix="lbsync-watch-bench-")
     rig = None
     try:
         tls = self_signed(workdir)
+        merged = json.load(open(args.merge_json)) if args.merge_json else {}
         lat = {n: latencies(n, workdir, tls, args.samples) for n in args.also_services}
         rig = Rig(args.services, os.path.join(workdir, str(args.services)), tls).start()
-        lat[args.services] = latencies_on(rig, args.samples)
-        idle_ = idle(rig, args.idle_minutes) if args.idle_minutes > 0 else None
+        if args.samples:
+            lat[args.services] = latencies_on(rig, args.samples)
+        lat = lat or {int(k): v for k, v in merged.get("latency", {}).items()}
+        idle_ = idle(rig, args.idle_minutes) if args.idle_minutes > 0 else merged.get("idle")
         log("idle: %s" % idle_)
-        soak_ = soak(rig, args.soak_minutes, args.drop_every) if args.soak_minutes > 0 else None
+        soak_ = soak(rig, args.soak_minutes, args.drop_every) if args.soak_minutes > 0 else merged.get("soak")
         log("soak: %s" % {k: v for k, v in (soak_ or {}).items() if k != "samples"})
+        shown = [a for a in (argv if argv is not None else sys.argv[1:])]
+        for flag in ("--json",):  # where the raw figures went is no part of the recipe
+            if flag in shown:
+                del shown[shown.index(flag):shown.index(flag) + 2]
+        command = "python benchmarks/watch.py " + " ".join(shown)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"machine": env, "latency": lat, "idle": idle_, "soak": soak_}, f, indent=1)
-        shown = [a for a in (argv if argv is not None else sys.argv[1:])]
-        if "--json" in shown:  # where the raw figures went is no part of the recipe
-            del shown[shown.index("--json"):shown.index("--json") + 2]
-        command = "python benchmarks/watch.py " + " ".join(shown)
+                json.dump({"machine": env, "latency": lat, "idle": idle_, "soak": soak_, "command": command},
+                          f, indent=1)
+        if merged.get("command"):  # the figures this run skipped came from that one
+            command = merged["command"] + "`, then `" + command
         text = section(env, command, lat, idle_, soak_)
         print(text)
         if args.out:
