@@ -74,7 +74,8 @@ class ApiSource:
     def list_objects(self, resource: Resource, namespace: Optional[str], selector: str = ""
                      ) -> Tuple[List[Dict[str, Any]], str]:
         """Every page of one list (in `namespace`, or cluster-wide), and its resourceVersion."""
-        return self._list(resource, namespace, selector)
+        items, token = self._list(resource, namespace, selector)
+        return items, token.split("/", 1)[0]  # the token is "resourceVersion/signature"
 
     @property
     def endpoints_mode(self) -> str:
