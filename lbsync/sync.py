@@ -109,7 +109,8 @@ def make_source(settings: Settings):
     if settings.watch:
         return kube.WatchSource(creds, namespaces=settings.namespaces, selector=settings.selector,
                                 timeout=settings.api_timeout, page_size=settings.page_size,
-                                watch_timeout=settings.watch_timeout, resync=settings.resync)
+                                watch_timeout=settings.watch_timeout, resync=settings.resync,
+                                backend_mode=settings.backend_mode)
     return kube.ApiSource(creds, namespaces=settings.namespaces, selector=settings.selector,
                           timeout=settings.api_timeout, page_size=settings.page_size,
                           backend_mode=settings.backend_mode)

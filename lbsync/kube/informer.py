@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Callable, Dict, Sequence
 
+from lbsync import nodes
 from lbsync.exceptions import SourceError
 from lbsync.kube.client import SERVICES, SLICES, ApiSource, Resource
 from lbsync.kube.credentials import Credentials
@@ -31,11 +32,13 @@ class WatchSource:
 
     def __init__(self, credentials: Credentials, *, namespaces: Sequence[str] = (), selector: str = "",
                  timeout: float = 10.0, page_size: int = 500, watch_timeout: float = 300.0,
-                 resync: float = 300.0, resources: Sequence[Resource] = (SERVICES, SLICES)) -> None:
+                 resync: float = 300.0, resources: Sequence[Resource] = (SERVICES, SLICES),
+                 backend_mode: str = "pod") -> None:
         self.credentials = credentials
         self.namespaces = tuple(namespaces)
         self.selector = selector
         self.timeout = timeout
+        self.backend_mode = backend_mode
         self.store = Store()
         self._stop = threading.Event()
         self._started = False
@@ -65,7 +68,13 @@ class WatchSource:
                 raise r.error.with_traceback(None)  # raised at every pass: tracebacks must not pile up
         if unchanged_since and unchanged_since == self.store.version:
             return Snapshot(version=unchanged_since)
-        return self.store.snapshot()
+        snapshot = self.store.snapshot()
+        if nodes.wants_nodes(snapshot.services, self.backend_mode):
+            raise SourceError(
+                "--watch does not watch Nodes yet, and a Service is served through nodePorts "
+                "(annotation %s or backend_mode nodeport): its servers would be missing. The live "
+                "config is kept; run without --watch (polling lists Nodes) to serve it" % nodes.MODE_ANNOTATION)
+        return snapshot
 
     def _start(self) -> None:
         with self._lock:

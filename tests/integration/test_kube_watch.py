@@ -201,7 +201,7 @@ def test_tls_and_token_work_for_streams(fake_api_tls, tmp_path):  # noqa: F811
 def _raises(fn):
     try:
         fn()
-    except ApiError:
+    except SourceError:
         return True
     return False
 
@@ -227,3 +227,13 @@ def test_a_bug_while_applying_an_event_does_not_end_the_watch(api, tmp_path):
     assert counts[("lbsync_watch_relists_total", "error", "endpointslices")] == 1
     api.set_endpoints("shop", "web", ready=["10.0.0.9"])
     eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.9"]))  # and the watch goes on
+
+
+def test_a_service_in_nodeport_mode_fails_the_pass_instead_of_losing_its_servers(api, tmp_path):
+    src, _, _ = watch_source(api, tmp_path)
+    assert ips(src.fetch()) == ["10.0.0.1"]
+    api.update_service("shop", "web", lambda s: s["metadata"].setdefault("annotations", {}).update(
+        {"serviceloadbalancer/lb.backend-mode": "nodeport"}))
+    eventually(lambda: _assert(_raises(src.fetch)))
+    with pytest.raises(SourceError, match="does not watch Nodes yet"):
+        src.fetch()

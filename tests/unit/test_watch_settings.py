@@ -55,3 +55,8 @@ def test_the_source_is_a_watch_only_when_asked(tmp_path):
     assert all(r.watch_timeout == 60.0 and r.resync == 300.0 for r in watched.reflectors)
     watched.close()
     polled.close()
+
+
+def test_watch_refuses_the_nodeport_backend_mode_it_cannot_serve_yet():
+    with pytest.raises(SettingsError, match="does not watch Nodes yet"):
+        settings.load(env={"LBSYNC_WATCH": "1", "LBSYNC_BACKEND_MODE": "nodeport"})
