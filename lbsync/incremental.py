@@ -16,7 +16,7 @@ Model and render stay pure: they know nothing of this module.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, List, Mapping, Optional, Tuple
+from typing import Dict, Hashable, List, Mapping, Optional, Tuple
 
 from lbsync import model, nodes, render, slots
 from lbsync.snapshot import Snapshot, identity
@@ -56,13 +56,13 @@ def group_key(g: model.Group) -> Optional[Tuple[Hashable, ...]]:
 
 
 class Cache:
-    """Parts by group key and rendered backend views by backend name, from the last pass."""
+    """Parts by group key and rendered backend sections by backend name, from the last pass."""
 
     def __init__(self) -> None:
         self._options: Optional[model.Options] = None
         self._parts: Dict[Tuple[Hashable, ...], model.Part] = {}
         self._renderer: Optional[render.Renderer] = None
-        self._views: Dict[str, Tuple[model.Backend, slots.Slots, Dict[str, Any]]] = {}
+        self._sections: Dict[str, Tuple[model.Backend, slots.Slots, str]] = {}
         self.parts_built = self.sections_rendered = 0  # by the last pass: what it cost
 
     def topology(self, snapshot: Snapshot, options: model.Options) -> model.Topology:
@@ -84,18 +84,19 @@ class Cache:
 
     def render(self, renderer: render.Renderer, topology: model.Topology,
                layout: Mapping[str, slots.Slots]) -> str:
-        """renderer.render(topology, layout), rendering only the backends that changed."""
+        """renderer.render(topology, layout), rendering only the backends that changed. Only
+        each backend's section text is kept (the template's view of it is made again)."""
         if renderer is not self._renderer:
-            self._renderer, self._views = renderer, {}
-        views, kept, rendered = [], {}, 0
+            self._renderer, self._sections = renderer, {}
+        sections, kept, rendered = [], {}, 0
         for b in topology.backends:
             slot_list = layout[b.name]
-            seen = self._views.get(b.name)
+            seen = self._sections.get(b.name)
             if seen is not None and seen[1] == slot_list and seen[0] == b:
-                view = seen[2]
+                section = seen[2]
             else:
-                view, rendered = renderer.view(b, slot_list), rendered + 1
-            kept[b.name] = (b, slot_list, view)
-            views.append(view)
-        self._views, self.sections_rendered = kept, rendered
-        return renderer.render(topology, layout, views=views)
+                section, rendered = renderer.section(b, slot_list), rendered + 1
+            kept[b.name] = (b, slot_list, section)
+            sections.append(section)
+        self._sections, self.sections_rendered = kept, rendered
+        return renderer.render(topology, layout, sections=sections)

@@ -87,25 +87,27 @@ class Renderer:
         self._lb = dict(vars(self.frame), version=__version__, errorfiles=self.errorfiles)
 
     def render(self, topology: Topology, layout: Optional[Mapping[str, slots.Slots]] = None, *,
-               views: Optional[Sequence[Dict[str, object]]] = None) -> str:
-        """The config text. `views`: what `view()` gave for each backend of the topology, in
-        order, e.g. kept from an earlier pass for backends that did not change (the result is
-        the same bytes as without them)."""
+               sections: Optional[Sequence[str]] = None) -> str:
+        """The config text. `sections`: what `section()` gave for each backend of the topology,
+        in order, e.g. kept from an earlier pass for backends that did not change (the result
+        is the same bytes as without them)."""
         layout = layout if layout is not None else slots.layout(
             {b.name: b.servers for b in topology.backends}, {}, spares=bool(self.frame.runtime_socket))
         try:
-            if views is None:
-                views = [self.view(b, layout[b.name]) for b in topology.backends]
+            if sections is None:
+                sections = [self.section(b, layout[b.name]) for b in topology.backends]
+            views = [_View(b, layout[b.name], section=s) for b, s in zip(topology.backends, sections)]
             return self._template.render(lb=self._lb, backends=views, frontends=_frontends(topology, self.frame),
                                          placeholder=slots.PLACEHOLDER)
         except (jinja2.TemplateError, KeyError) as e:
             raise RenderError(f"template {self.template_path}: {e}") from e
 
-    def view(self, backend: Backend, slot_list: slots.Slots) -> Dict[str, object]:
-        """What the template sees of one backend, with its rendered section (backend.cfg.j2)."""
-        view = _backend_view(backend, slot_list)
-        view["section"] = self._section.render(b=view, lb=self._lb)
-        return view
+    def section(self, backend: Backend, slot_list: slots.Slots) -> str:
+        """One backend's own lines, from backend.cfg.j2 (what the template sees as `b.section`)."""
+        try:
+            return self._section.render(b=_View(backend, slot_list), lb=self._lb)
+        except jinja2.TemplateError as e:
+            raise RenderError(f"template {self.section_path}: {e}") from e
 
 
 def _compile(path: str) -> Tuple[jinja2.Template, jinja2.Template]:
@@ -133,12 +135,32 @@ def _errorfiles(directory: str) -> Tuple[Tuple[int, str], ...]:
     return found
 
 
-def _backend_view(b: Backend, slot_list: slots.Slots) -> Dict[str, object]:
-    view = dict(vars(b), slots=slot_list, servers_block=_servers_block(slot_list), host_acls=_host_exprs(b.hosts),
-                path_regex=(b.path_prefix or "").replace(".", "[.]"),
-                cookie_key=f"lbsync-{b.namespace}-{b.service}-{b.port}",
-                check_host=next((h for h in b.hosts if not h.startswith("*.")), b.service))
-    return view
+class _View(dict):
+    """What a template sees of one backend: the Backend's fields, its slots, and values made
+    from them, each computed when a template first reads it (the main template reads only a
+    few fields of each backend; its sections come from `Renderer.section`)."""
+
+    def __init__(self, b: Backend, slot_list: slots.Slots, **more: object) -> None:
+        super().__init__(vars(b), slots=slot_list, **more)
+
+    def __missing__(self, key: str) -> object:
+        make = _DERIVED.get(key)
+        if make is None:
+            raise KeyError(key)
+        value = self[key] = make(self)
+        return value
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        return self[key] if key in self or key in _DERIVED else default
+
+
+_DERIVED = {
+    "servers_block": lambda v: _servers_block(v["slots"]),
+    "host_acls": lambda v: _host_exprs(v["hosts"]),
+    "path_regex": lambda v: (v["path_prefix"] or "").replace(".", "[.]"),
+    "cookie_key": lambda v: f"lbsync-{v['namespace']}-{v['service']}-{v['port']}",
+    "check_host": lambda v: next((h for h in v["hosts"] if not h.startswith("*.")), v["service"]),
+}
 
 
 def _servers_block(slot_list: slots.Slots) -> str:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lbsync import incremental, model, settings as settings_mod, sync
+from lbsync.exceptions import LbsyncError
 from lbsync.snapshot import Snapshot
 from tests.cluster import slice_, svc
 
@@ -193,3 +194,19 @@ def test_a_template_of_ones_own_sees_whole_views_of_unchanged_backends(tmp_path)
     assert warm.cache.sections_rendered == 1  # api's view is the kept one
     assert text == warm.renderer.render(model.build(src.fetch(), warm.options))
     assert "api.example.com']\n    server s1 10.0.0.1:8080\n    server s2 10.0.0.2:8080" in text
+
+
+def test_views_made_again_each_pass_answer_get_and_refuse_unknown_fields(tmp_path):
+    """Only sections are kept between passes: the views a template of one's own sees are made
+    again, with their derived fields there for `.get` too, and a misspelt field still fails."""
+    tpl = tmp_path / "mine.cfg.j2"
+    tpl.write_text("{% for b in backends %}{{ b.get('cookie_key') }} {{ b.get('nope', '-') }}\n{% endfor %}")
+    src = MemorySource()
+    src.put(svc("web", "a"))
+    src.put(slice_("web", "a", ready=["10.0.0.1"]))
+    syncer = sync.Syncer(settings_for(tmp_path, template=str(tpl)), source=src)
+    assert syncer.plan().text == "lbsync-a-web-80 -\n"
+    tpl.write_text("{% for b in backends %}{{ b.servers_blok }}{% endfor %}")
+    syncer.refresh_renderer()
+    with pytest.raises(LbsyncError, match="servers_blok"):
+        syncer.plan()
