@@ -88,6 +88,23 @@ def parse(config_text: str) -> Layout:
     return {name: tuple(slots) for name, slots in out.items() if slots}
 
 
+def shape(config_text: str) -> Dict[str, int]:
+    """Each backend's slot count, as `parse` would find it, without building its Servers
+    or splitting the text into lines (80,000 server lines at 5,000 Services)."""
+    out: Dict[str, int] = {}
+    current = None
+    for m in _SHAPE.finditer(config_text):
+        if m.group(1) is not None:
+            current = m.group(1)
+        elif current is not None:
+            out[current] = max(out.get(current, 0), int(m.group(2)))
+    return out
+
+
+_SHAPE = re.compile(r"^backend (\S+)[ \t\r]*$|^[ \t]+server s(\d+) (?:\[[0-9a-fA-F:.]+\]|[0-9.]+):\d+(?: .*)?$",
+                    re.MULTILINE)
+
+
 def count_backends(config_text: str) -> int:
     """The Service backends of a config (its own, `_no_route`..., start with `_`), unparsed."""
     return sum(1 for name in _BACKEND_NAME.findall(config_text) if not name.startswith("_"))

@@ -164,10 +164,12 @@ class Plan:
 
     def why(self) -> str:
         """Why this change needs a reload, in words for the log."""
-        added = sorted(self.layout.keys() - self.previous.keys())
-        removed = sorted(self.previous.keys() - self.layout.keys())
-        grown = sorted(k for k in self.layout.keys() & self.previous.keys()
-                       if len(self.layout[k]) != len(self.previous[k]))
+        # slot counts only: the live file's Servers are not built for a log line
+        before = ({k: len(v) for k, v in self.parsed.items()} if self.parsed is not None
+                  else slots.shape(self.live))
+        added = sorted(self.layout.keys() - before.keys())
+        removed = sorted(before.keys() - self.layout.keys())
+        grown = sorted(k for k in self.layout.keys() & before.keys() if len(self.layout[k]) != before[k])
         parts = [f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
                  for label, names in (("backends added", added), ("backends removed", removed),
                                       ("server slots resized", grown)) if names]
@@ -287,7 +289,7 @@ class Syncer:
     def apply(self, plan: Plan, *, reason: str = "poll", allow_reload: bool = True) -> Result:
         self._guard(plan)
         fallbacks = 0
-        if not plan.structural and self.runtime is not None and self.in_sync:
+        if self.runtime is not None and self.in_sync and not plan.structural:  # masks two configs: last
             updates = self._runtime_update(plan)
             if updates is not None:
                 return plan.result(written=True, runtime_updates=updates, reason=reason)

@@ -181,3 +181,14 @@ def test_spare_slots_only_with_a_runtime_api_socket(env):
     lines = _server_lines(with_socket.plan().text)
     assert lines[:3] == ["server s1 10.0.0.1:8080", "server s2 10.0.0.2:8080", "server s3 10.0.0.3:8080"]
     assert lines[3:] and all(line.endswith("127.0.0.1:1 disabled") for line in lines[3:])
+
+
+@needs_haproxy
+def test_why_names_resized_backends_from_the_live_file_without_a_runtime_socket(env):
+    tmp, cluster, s = env
+    syncer, reloader = make(s)
+    syncer.run()
+    write_cluster(cluster, ["10.0.0.1", "10.0.0.3", "10.0.0.4"], services=("web", "api"))
+    plan = syncer.plan()
+    assert plan.parsed is None  # no Runtime API: the live file was not parsed into slots
+    assert plan.why() == "backends added: api.example.com; server slots resized: web.example.com"
