@@ -192,3 +192,26 @@ def test_why_names_resized_backends_from_the_live_file_without_a_runtime_socket(
     plan = syncer.plan()
     assert plan.parsed is None  # no Runtime API: the live file was not parsed into slots
     assert plan.why() == "backends added: api.example.com; server slots resized: web.example.com"
+
+
+def test_unified_diff_of_big_configs_is_what_a_whole_line_diff_prints():
+    """The shared start and end are cut on the strings, before any line is split: the diff
+    is the one the line-by-line way gives, for changes anywhere (first and last lines,
+    inserts, deletes, no final newline, other line ends)."""
+    import random
+    rnd = random.Random(5)
+    for _ in range(300):
+        a = [f"    server s{i} 10.0.{i // 250}.{i % 250}:{rnd.choice((80, 8080))}\n" for i in range(rnd.randint(0, 60))]
+        b = list(a)
+        for _ in range(rnd.randint(1, 4)):
+            op, at = rnd.random(), rnd.randint(0, len(b))
+            if op < 0.3 and b:
+                del b[min(at, len(b) - 1)]
+            elif op < 0.6:
+                b.insert(at, rnd.choice(("new\n", "    server s1 10.0.0.0:80\n", "\n", "x\r\n")))
+            elif b:
+                b[min(at, len(b) - 1)] = "changed\n"
+        old, new = "".join(a), "".join(b)
+        if rnd.random() < 0.2:
+            new = new.rstrip("\n")
+        assert sync.unified_diff(old, new, "p") == sync._line_diff(old, new, "p", 3, 0)
