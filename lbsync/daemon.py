@@ -42,6 +42,7 @@ class Daemon:
         self.reported: set = set()
         self.events = events_mod.reporter_for(settings)  # None: off, or a source file
         self._follow(self.syncer.source)
+        self._write_behind(self.syncer)
         self.metrics.collectors.append(self._watch_ages)
         self.metrics.health_checks.append(self._watch_health)
 
@@ -173,8 +174,10 @@ class Daemon:
             self.events = events_mod.reporter_for(new)
         self.settings = new
         self.syncer = self.syncer_factory(new)
+        old.drain()  # its last file write lands before the new syncer reads the file
         _close(old.source)
         self._follow(self.syncer.source)
+        self._write_behind(self.syncer)
         # what the running HAProxy has, and whether it still owes us a reload, stays true
         self.syncer.in_sync, self.syncer.reload_pending = old.in_sync, old.reload_pending
         log.info("settings.reloaded", config_file=self.config_file)
@@ -198,6 +201,13 @@ class Daemon:
         subscribe = getattr(source, "subscribe", None)
         if subscribe is not None:
             subscribe(lambda: self.trigger("watch event"), self.metrics.inc)
+
+    def _write_behind(self, syncer: sync.Syncer) -> None:
+        """With --watch a change is applied at once: the file of a Runtime API update is written
+        behind it (lbsync.writebehind), so the next change does not wait for its `haproxy -c`.
+        A write that fails wakes the loop: that pass fails and starts again from the file."""
+        if self.settings.watch and syncer.runtime is not None:
+            syncer.write_behind(lambda: self.trigger("file write failed"))
 
     def _watch_ages(self):
         ages = getattr(self.syncer.source, "ages", dict)()
@@ -241,6 +251,7 @@ def run(settings: settings_mod.Settings, *, config_file: Optional[str] = None, a
     while not daemon.stop.wait(0.2) and worker.is_alive():
         pass
     worker.join(STOP_GRACE)
+    daemon.syncer.drain(STOP_GRACE)  # a Runtime API update's file write still under way
     _close(daemon.syncer.source)
     if observer is not None:
         observer.stop()

@@ -36,6 +36,8 @@ def capacity(count: int) -> int:
 
 def assign(servers: Sequence[Server], previous: Optional[Slots] = None) -> Slots:
     """Keep surviving Pods where they were; put new ones into free slots, lowest first."""
+    if previous and len(previous) >= len(servers) and set(previous) - {None} == set(servers):
+        return tuple(previous)  # nobody came or went (most backends, in most passes)
     if not previous or len(previous) < len(servers):
         previous = (None,) * capacity(len(servers)) if not previous else \
             tuple(previous) + (None,) * (capacity(len(servers)) - len(previous))
@@ -143,3 +145,20 @@ def mask_servers(config_text: str) -> str:
 
 
 _SERVER_LINE = re.compile(r"^(\s+server s\d+) .*$", re.MULTILINE)
+
+
+def only_servers_differ(a: str, b: str) -> bool:
+    """`mask_servers(a) == mask_servers(b)`, comparing only the lines that differ: masking two
+    whole configs costs ~0.1 s at 1,000 Services, where one endpoint moved one line."""
+    la, lb = a.split("\n"), b.split("\n")
+    if len(la) != len(lb):
+        return False
+    return all(_mask_line(x) == _mask_line(y) for x, y in zip(la, lb) if x != y)
+
+
+def _mask_line(line: str) -> str:
+    m = _ONE_SERVER.match(line)
+    return m.group(1) if m else line
+
+
+_ONE_SERVER = re.compile(r"(\s+server s\d+) .*$")

@@ -14,9 +14,9 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
-from lbsync import haproxy, incremental, model, render, runtime_update, slots
+from lbsync import haproxy, incremental, model, render, runtime_update, slots, writebehind
 from lbsync.exceptions import LbsyncError, RuntimeApiError, SourceError
 from lbsync.haproxy.reload import Reloader
 from lbsync.logs import get as get_logger
@@ -157,10 +157,10 @@ class Plan:
 
     @functools.cached_property
     def structural(self) -> bool:
-        """True unless only Pods moved between existing server slots (masks two whole
-        configs: computed once per plan, however often it is asked)."""
+        """True unless only Pods moved between existing server slots (compares the lines
+        that differ: computed once per plan, however often it is asked)."""
         return (not slots.same_shape(self.previous, self.layout)
-                or slots.mask_servers(self.text) != slots.mask_servers(self.live))
+                or not slots.only_servers_differ(self.text, self.live))
 
     def why(self) -> str:
         """Why this change needs a reload, in words for the log."""
@@ -207,10 +207,28 @@ class Syncer:
         # real cluster's revision moves with every write anywhere) with the same items is
         # still nothing to do
         self._seen_objects: Optional[incremental.Fingerprint] = None
+        # (the live file's identity, the layout written into it): the next pass's previous
+        # layout without parsing the file (its Slots are the cache's own: no extra memory)
+        self._written: Optional[Tuple[Tuple[int, int, int], slots.Layout]] = None
         self.cache = incremental.Cache()  # Parts and rendered sections kept between passes
         self.reload_pending = False  # the file is ahead of the running HAProxy
+        self.behind: Optional[writebehind.WriteBehind] = None  # see write_behind()
         self._cleaned = False
         self._wants_uids = settings.events and not settings.source  # only API objects have uids
+
+    def write_behind(self, on_failure: Callable[[], None]) -> None:
+        """Write the file of a Runtime API update in a thread of its own (lbsync.writebehind):
+        the next change need not wait for this one's `haproxy -c`."""
+        self.behind = writebehind.WriteBehind(self._write_and_settle, on_failure)
+
+    def drain(self, timeout: Optional[float] = None) -> None:
+        """Wait for a write-behind still pending (before a write of our own, or stopping)."""
+        if self.behind is not None:
+            self.behind.drain(timeout)
+
+    def _write_and_settle(self, plan: Plan) -> None:
+        self._write(plan.text, None)  # None: compare with the file as it is now
+        self._settled(plan)
 
     def _clean_leftovers(self) -> None:
         """Temp files of an lbsync killed mid-write (SIGKILL, OOM): removed by the first real pass."""
@@ -236,7 +254,8 @@ class Syncer:
         if plan is None:
             return Result(changed=False, skipped_render=True, reloaded=self._retry_reload(reason, allow_reload))
         if not plan.changed:
-            self._settled(plan)
+            if self.behind is None or self.behind.ahead() is None:  # else its write settles
+                self._settled(plan)
             return plan.result(reloaded=self._retry_reload(reason, allow_reload))
         return self.apply(plan, reason=reason, allow_reload=allow_reload)
 
@@ -266,6 +285,11 @@ class Syncer:
 
     def _plan(self) -> Optional[Plan]:
         started = time.monotonic()
+        error = self.behind.take_error() if self.behind is not None else None
+        if error is not None:
+            self._seen = self._written = None  # start again from the file
+            raise error
+        ahead = self.behind.ahead() if self.behind is not None else None
         file_id = _file_id(self.path)
         hint = self._seen[0] if self._seen is not None and self._seen[1] == file_id else ""
         snapshot = self.source.fetch(unchanged_since=hint)  # with a hint, may skip decoding
@@ -275,13 +299,16 @@ class Syncer:
         if objects is not None and objects == self._seen_objects and self._seen and self._seen[1] == file_id:
             self._seen = (snapshot.version, file_id)
             return None  # only the revision moved: no object changed
-        live = haproxy.read(self.path)  # read after the poll: not held while a big list decodes
+        # read after the poll: not held while a big list decodes; a text HAProxy runs while
+        # its file is still being written is what this pass compares with
+        live = ahead.text if ahead is not None else haproxy.read(self.path)
         cost = (snapshot.version, snapshot.requests, snapshot.bytes)
         topology = self.cache.topology(snapshot, self.options)
         uids = _uids(topology.problems, snapshot.services) if self._wants_uids else {}
         del snapshot  # the raw objects are done with: free them before rendering (peak memory)
         spares = self.runtime is not None  # only a Runtime API can fill spare slots
-        previous = slots.parse(live) if spares else None
+        previous = None if not spares else ahead.layout if ahead is not None else self._written[1] \
+            if self._written is not None and self._written[0] == file_id else slots.parse(live)
         layout = slots.layout({b.name: b.servers for b in topology.backends}, previous or {}, spares=spares)
         text = self.cache.render(self.renderer, topology, layout)
         return Plan(text, live, layout, topology, *cost, started, uids, objects, previous)
@@ -297,6 +324,7 @@ class Syncer:
         if not allow_reload and self.reloader is not None:
             return plan.result(reason="deferred: reload rate limit")
         # after a refused runtime update the file is already written: no second stage and check
+        self.drain()
         self._write(plan.text, plan.text if fallbacks else plan.live)
         reloaded = self._reload(f"{reason}: {plan.why()}" if plan.live else f"{reason}: first config")
         self._settled(plan)
@@ -305,6 +333,7 @@ class Syncer:
     def _settled(self, plan: Plan) -> None:
         self.in_sync = True
         self._seen = (plan.source_version, _file_id(self.path))
+        self._written = (self._seen[1], plan.layout)
         self._seen_objects = plan.objects
 
     def _guard(self, plan: Plan) -> None:
@@ -317,7 +346,7 @@ class Syncer:
                                "the live config is kept. Check the API answer, or run once with "
                                "--shrink-guard 1 to accept it")
 
-    def _write(self, text: str, live: str) -> bool:
+    def _write(self, text: str, live: Optional[str]) -> bool:
         binary = self.settings.haproxy_binary
         return haproxy.replace(self.path, text, current=live,
                                check=lambda staged: haproxy.check_config(staged, binary=binary))
@@ -361,11 +390,15 @@ class Syncer:
             runtime_update.apply(self.runtime, todo)
         except RuntimeApiError as e:
             log.warning("runtime.update_failed", error=str(e), fallback="reload")
+            self.drain()
             self._write(plan.text, plan.live)
             self.reload_pending = True  # the file is written: HAProxy must catch up, now or later
             return None
-        self._write(plan.text, plan.live)
-        self._settled(plan)
+        if self.behind is not None:
+            self.behind.submit(plan)
+        else:
+            self._write(plan.text, plan.live)
+            self._settled(plan)
         log.info("runtime.updated", slots=len(todo), backends=sorted({c.backend for c in todo})[:10])
         return len(todo)
 

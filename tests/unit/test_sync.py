@@ -5,7 +5,8 @@ import shutil
 import pytest
 import yaml
 
-from lbsync import haproxy, settings as settings_mod, sync
+from lbsync import haproxy, settings as settings_mod, slots, sync
+from lbsync.endpoints import Server
 from lbsync.haproxy.reload import ReloadResult
 from tests.cluster import slice_, svc
 
@@ -212,3 +213,63 @@ def test_unified_diff_of_big_configs_is_what_a_whole_line_diff_prints():
         if rnd.random() < 0.2:
             new = new.rstrip("\n")
         assert sync.unified_diff(old, new, "p") == sync._line_diff(old, new, "p", 3, 0)
+
+
+@needs_haproxy
+def test_previous_layout_is_the_written_one_until_the_file_is_edited(env):
+    tmp, cluster, s = env
+    syncer, _ = make(s, runtime=haproxy.RuntimeApi(str(tmp / "admin.sock")))
+    syncer.run()
+    write_cluster(cluster, ["10.0.0.1", "10.0.0.3"])
+    plan = syncer.plan()
+    assert plan.parsed == slots.parse(plan.live)  # what the file says, without parsing it
+    assert plan.parsed is syncer._written[1]
+    with open(s.haproxy_config) as f:  # an edit by hand: the file is read again
+        text = f.read()
+    with open(s.haproxy_config, "w") as f:
+        f.write(text.replace("server s2 10.0.0.2:8080", "server s2 10.0.0.9:8080"))
+    edited = syncer.plan()
+    assert edited.parsed is not syncer._written[1]
+    assert edited.parsed["web.example.com"][1] == Server("10.0.0.9", 8080)
+
+
+SERVERS_CFG = """global
+    maxconn 100
+
+backend web.example.com
+    balance roundrobin
+    server s1 10.0.0.1:8080
+    server s2 127.0.0.1:1 disabled
+  server s3 [fd00::1]:80 weight 3
+backend api
+    server s1 10.0.0.5:80
+"""
+
+
+@pytest.mark.parametrize("edit", [
+    ("server s1 10.0.0.1:8080", "server s1 10.0.0.7:8080"),
+    ("server s2 127.0.0.1:1 disabled", "server s2 10.0.0.3:8080"),
+    ("server s3 [fd00::1]:80 weight 3", "server s3 [fd00::1]:80 weight 4"),
+    ("server s1 10.0.0.1:8080", "server s9 10.0.0.1:8080"),
+    ("balance roundrobin", "balance leastconn"),
+    ("backend api", "backend api2"),
+    ("    maxconn 100\n", "    maxconn 100\n\n"),
+    ("\n    server s1 10.0.0.5:80", "\n    server s1 10.0.0.5:80\n    server s2 10.0.0.6:80"),
+    ("server s1 10.0.0.5:80", "server s1 10.0.0.5:80 "),
+    ("server s1 10.0.0.5:80", "server s1"),
+])
+def test_only_servers_differ_agrees_with_masking_whole_configs(edit):
+    after = SERVERS_CFG.replace(*edit)
+    assert after != SERVERS_CFG
+    expected = slots.mask_servers(SERVERS_CFG) == slots.mask_servers(after)
+    assert slots.only_servers_differ(SERVERS_CFG, after) is expected
+    assert slots.only_servers_differ(after, SERVERS_CFG) is expected
+
+
+def test_assign_keeps_a_backend_whose_pods_stayed_and_moves_one_whose_pods_changed():
+    a, b, c = Server("10.0.0.1", 80), Server("10.0.0.2", 80), Server("10.0.0.3", 80)
+    previous = (None, b, a, None)
+    assert slots.assign([a, b], previous) == previous
+    assert slots.assign([b, a, a], previous) == previous
+    assert slots.assign([a, c], previous) == (c, None, a, None)  # b's slot is not reused first
+    assert slots.assign([a, Server("10.0.0.2", 80, 5)], previous) == (None, Server("10.0.0.2", 80, 5), a, None)
