@@ -74,19 +74,20 @@ class WatchSource:
 
     def fetch(self, *, unchanged_since: str = "") -> Snapshot:
         self._start()
-        self._ready(self._watched)
-        if unchanged_since and unchanged_since == self.store.version:
+        self._ready(self.reflectors)
+        r = self.node_reflector
+        nodes_whole = r is not None and r.listed.is_set() and r.error is None  # before reading the store
+        if unchanged_since and unchanged_since == self.store.version and (r is None or nodes_whole):
             return Snapshot(version=unchanged_since)
         snapshot = self.store.snapshot()
         if not nodes.wants_nodes(snapshot.services, self.backend_mode):
-            self._unwatch_nodes()
+            self._unwatch_nodes()  # a Node watch in trouble does not fail a pass that needs no Nodes
             return replace(snapshot, nodes=()) if snapshot.nodes else snapshot
-        if self.node_reflector is None:
-            self.node_reflector = self._reflector(NODES, None, threading.Event())
-            self._run(self.node_reflector)
-            self._ready([self.node_reflector])
-            snapshot = self.store.snapshot()  # with the Nodes' first list
-        return snapshot
+        if r is None:
+            r = self.node_reflector = self._reflector(NODES, None, threading.Event())
+            self._run(r)
+        self._ready([r])
+        return snapshot if nodes_whole else self.store.snapshot()  # with the Nodes' (re)list
 
     def _ready(self, reflectors: List[Reflector]) -> None:
         """Every first list made, no mirror known to be stale; else raises why."""

@@ -308,3 +308,13 @@ def test_forbidden_nodes_fail_the_pass_naming_the_permission_as_a_poll_does(node
         src.fetch()  # every pass, until the permission is granted
     nodeport.allow("nodes")
     eventually(lambda: _assert(names(src.fetch()) == ["node-a", "node-b"]), timeout=15)
+
+
+def test_forbidden_nodes_stop_failing_passes_once_no_service_needs_them(nodeport, tmp_path):
+    nodeport.deny("nodes")
+    nodeport.update_service("shop", "web", lambda s: s["metadata"].setdefault("annotations", {}).update(MODE))
+    src, _, _ = watch_source(nodeport, tmp_path)
+    with pytest.raises(ApiForbidden):
+        src.fetch()
+    nodeport.update_service("shop", "web", lambda s: s["metadata"]["annotations"].clear())
+    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.1"] and src.node_reflector is None))
