@@ -197,9 +197,6 @@ def _validate(s: Settings) -> None:
         except ValueError as e:
             raise SettingsError(f"deny_networks: {cidr!r} is not a CIDR network (e.g. 127.0.0.0/8)") from e
     _validate_nodes(s)
-    if s.watch and s.backend_mode == "nodeport":
-        raise SettingsError("watch: --watch does not watch Nodes yet; backend_mode nodeport needs polling "
-                            "(drop --watch)")
     if s.resync < 0:
         raise SettingsError(f"resync: {s.resync} must be 0 (never) or a positive number of seconds")
     if s.watch_timeout < 1:

@@ -33,6 +33,7 @@ SLICES = ("/apis/discovery.k8s.io/v1", "endpointslices", "EndpointSlice", "disco
 NODES = ("/api/v1", "nodes", "Node", "v1")  # cluster-scoped
 NODES_TAG = ";nodes="  # in a Snapshot version: what the node pool was built from
 Resource = Tuple[str, str, str, str]
+NODE_UNUSED = errors.keeping(("status",))  # a Node keeps its addresses (nodes.py reads them)
 
 
 class ApiSource:
@@ -71,10 +72,10 @@ class ApiSource:
         """The session this source talks through (a watch opens its streams on it too)."""
         return self._transport
 
-    def list_objects(self, resource: Resource, namespace: Optional[str], selector: str = ""
-                     ) -> Tuple[List[Dict[str, Any]], str]:
+    def list_objects(self, resource: Resource, namespace: Optional[str], selector: str = "",
+                     unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Tuple[List[Dict[str, Any]], str]:
         """Every page of one list (in `namespace`, or cluster-wide), and its resourceVersion."""
-        items, token = self._list(resource, namespace, selector)
+        items, token = self._list(resource, namespace, selector, unused)
         return items, token.split("/", 1)[0]  # the token is "resourceVersion/signature"
 
     @property
@@ -101,7 +102,7 @@ class ApiSource:
     def list_nodes(self) -> Tuple[List[Dict[str, Any]], str]:
         """Every v1 Node (paged; cluster-scoped, so one list whatever `namespaces` says) and the
         list's resourceVersion. Raises the same ApiErrors as the other lists."""
-        return self._list(NODES, None, "", unused=errors.keeping(("status",)))
+        return self._list(NODES, None, "", unused=NODE_UNUSED)
 
     def _unchanged(self, version: str) -> Optional[Snapshot]:
         version, tagged, node_digest = version.partition(NODES_TAG)

@@ -17,11 +17,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from lbsync.exceptions import ApiError, ApiForbidden, ApiGone, ApiNotFound, SourceError
-from lbsync.kube import stream
-from lbsync.kube.client import ENDPOINTS, SLICES, ApiSource, Resource, _path
+from lbsync.kube import errors, stream
+from lbsync.kube.client import ENDPOINTS, NODE_UNUSED, NODES, SLICES, ApiSource, Resource, _path
 from lbsync.kube.store import Store
 from lbsync.logs import get as get_logger
 
@@ -30,6 +30,9 @@ log = get_logger("lbsync.kube.watch")
 BACKOFF_FIRST = 0.2  # seconds before the first relist after trouble (a 410 is routine)
 BACKOFF_MAX = 30.0
 Record = Callable[..., None]  # metrics.inc(name, amount=1, **labels)
+# endpoints keep their `nodeName` whatever the backend mode: a Service annotated into nodeport
+# mode must not wait for a relist to learn where its endpoints run
+KEEP_NODE_NAME = errors.keeping(("nodeName",))
 
 
 def _no_record(*_: Any, **__: Any) -> None:
@@ -63,6 +66,11 @@ class Reflector:
         return self.resource[1]
 
     @property
+    def unused(self) -> Tuple[str, ...]:
+        """The keys dropped while decoding, as a poll drops them (a Node keeps its status)."""
+        return NODE_UNUSED if self.resource is NODES else KEEP_NODE_NAME
+
+    @property
     def longest_stream(self) -> float:
         """The longest a healthy stream stays open, and then silent: 2x timeout plus grace."""
         return 2 * self.watch_timeout + self._grace(2 * self.watch_timeout)
@@ -86,12 +94,12 @@ class Reflector:
     def _relist(self, reason: str) -> None:
         self.record("lbsync_watch_relists_total", resource=self.name, reason=reason)
         try:
-            items, rv = self.api.list_objects(self.resource, self.namespace, self.selector)
+            items, rv = self.api.list_objects(self.resource, self.namespace, self.selector, self.unused)
         except (ApiNotFound, ApiForbidden) as e:
             if self.resource is not SLICES:
                 raise
             self._fall_back(e)
-            items, rv = self.api.list_objects(self.resource, self.namespace, self.selector)
+            items, rv = self.api.list_objects(self.resource, self.namespace, self.selector, self.unused)
         finally:
             self._account()
         differed = self.store.replace(self.key, self.resource, items)
@@ -121,7 +129,8 @@ class Reflector:
             params["labelSelector"] = self.selector
         self.record("lbsync_watch_starts_total", resource=self.name, reason=reason)
         path = _path(self.resource, self.namespace)
-        events = stream.events(self.api.transport, path, params, read_timeout=seconds + self._grace(seconds))
+        events = stream.events(self.api.transport, path, params, read_timeout=seconds + self._grace(seconds),
+                               unused=self.unused)
         for kind, obj in events:
             self._apply(kind, obj)
             if self.stop.is_set():

@@ -2,7 +2,10 @@
 
 Reflectors write (a whole list, or one event); the sync loop reads a Snapshot of all of it,
 the same kind of Snapshot a poll hands over. Its version changes with every applied change,
-so an unchanged store costs a pass nothing. Thread-safe; knows nothing of HTTP.
+so an unchanged store costs a pass nothing. A Node's resourceVersion moves with every status
+heartbeat (every 10 s to 1 min per node): a Node event that changes nothing the node pool
+reads (lbsync.nodes.digest) is kept without moving the version, so it wakes nothing.
+Thread-safe; knows nothing of HTTP.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import threading
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Tuple
 
-from lbsync.kube.client import ENDPOINTS, SERVICE_NAME_LABEL, SERVICES, SLICES, Resource
+from lbsync import nodes
+from lbsync.kube.client import ENDPOINTS, NODES, SERVICE_NAME_LABEL, SERVICES, SLICES, Resource
 from lbsync.snapshot import Snapshot
 
 Key = Tuple[str, str]  # (namespace, name)
@@ -24,6 +28,14 @@ def _key(obj: Dict[str, Any]) -> Key:
 
 def _rv(obj: Dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _signature(resource: Resource, objects: Dict[Key, Dict[str, Any]]) -> object:
+    """Equal signatures, equal mirrors for a pass: resourceVersions, or for Nodes what the
+    node pool reads (their resourceVersions move with every heartbeat)."""
+    if resource is NODES:
+        return nodes.digest(objects.values())
+    return {k: _rv(o) for k, o in objects.items()}
 
 
 def _typed(resource: Resource, obj: Dict[str, Any]) -> Dict[str, Any]:
@@ -52,8 +64,7 @@ class Store:
         new = {_key(o): _typed(resource, o) for o in items}
         with self._lock:
             old_resource, old = self._mirrors.get(mirror, (resource, {}))
-            differed = old_resource is not resource or \
-                {k: _rv(o) for k, o in old.items()} != {k: _rv(o) for k, o in new.items()}
+            differed = old_resource is not resource or _signature(resource, old) != _signature(resource, new)
             self._mirrors[mirror] = (resource, new)
             if differed:
                 self._generation += 1
@@ -62,7 +73,7 @@ class Store:
         return differed
 
     def apply(self, mirror: str, resource: Resource, kind: str, obj: Dict[str, Any]) -> None:
-        """One ADDED / MODIFIED / DELETED event."""
+        """One ADDED / MODIFIED / DELETED event; a Node heartbeat moves nothing."""
         key = _key(obj)
         with self._lock:
             objects = self._mirrors.setdefault(mirror, (resource, {}))[1]
@@ -70,7 +81,9 @@ class Store:
                 if objects.pop(key, None) is None:
                     return
             else:
-                objects[key] = _typed(resource, obj)
+                old, objects[key] = objects.get(key), _typed(resource, obj)
+                if resource is NODES and old is not None and nodes.digest([old]) == nodes.digest([obj]):
+                    return  # a heartbeat: kept (a relist compares it) but nothing a pass reads moved
             self._generation += 1
         self.on_change()
 
@@ -86,7 +99,8 @@ class Store:
         slices = [s for s in found[SLICES[1]] if _slice_owner(s) in wanted]
         endpoints = [e for e in found[ENDPOINTS[1]] if _key(e) in wanted]
         return Snapshot(services=tuple(services), endpoint_slices=tuple(sorted(slices, key=_key)),
-                        endpoints=tuple(sorted(endpoints, key=_key)), version=version)
+                        endpoints=tuple(sorted(endpoints, key=_key)),
+                        nodes=tuple(sorted(found[NODES[1]], key=_key)), version=version)
 
 
 def _slice_owner(obj: Dict[str, Any]) -> Key:

@@ -33,14 +33,16 @@ class StreamCut(ApiError):
     """The connection ended in the middle of an event line (the half line was not applied)."""
 
 
-def events(transport: Transport, path: str, params: Dict[str, str], *, read_timeout: float) -> Iterator[Event]:
+def events(transport: Transport, path: str, params: Dict[str, str], *, read_timeout: float,
+           unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Iterator[Event]:
     """Open one watch and yield its events until it ends normally. Raises ApiGone (410: list
-    again), StreamSilent, StreamCut, or another ApiError; the response is always closed."""
+    again), StreamSilent, StreamCut, or another ApiError; the response is always closed.
+    `unused`: the keys dropped from every object while decoding, as for a list."""
     url = transport.display_url(path)
     resp = transport.open_stream(path, params, read_timeout=read_timeout)
     try:
         for line in _lines(resp, transport, url, read_timeout):
-            yield _event(line, url)
+            yield _event(line, url, unused)
     finally:
         resp.close()
 
@@ -77,9 +79,10 @@ def _partial(pending: bytes) -> str:
     return " in the middle of an event (%d bytes dropped, not applied)" % len(pending) if pending.strip() else ""
 
 
-def _event(line: bytes, url: str) -> Event:
+def _event(line: bytes, url: str, unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Event:
+    hook = errors._slim if unused is errors.UNUSED_KEYS else (lambda obj: errors._slim(obj, unused))
     try:
-        doc = json.loads(line, object_hook=errors._slim)
+        doc = json.loads(line, object_hook=hook)
     except ValueError as e:
         raise ApiMalformed("watch %s: an event line is not JSON: %s" % (url, errors.snippet(line)), url=url) from e
     kind = doc.get("type") if isinstance(doc, dict) else None

@@ -118,3 +118,18 @@ def test_a_silenced_watch_sends_nothing_and_does_not_end(api):
     with pytest.raises(requests.exceptions.ConnectionError):
         for _ in resp.iter_content(None):
             pass
+
+
+def test_nodes_are_watched_cluster_wide_only(api):
+    api.add_node("node-a", "127.0.0.11")
+    rv = requests.get(api.url + "/api/v1/nodes", timeout=5).json()["metadata"]["resourceVersion"]
+    resp = requests.get(api.url + "/api/v1/nodes", stream=True, timeout=5,
+                        params=dict(watch="1", resourceVersion=rv, timeoutSeconds="1"))
+    api.add_node("node-b", "127.0.0.12")
+    api.update_node("node-a", lambda n: n["status"]["conditions"][0].update(lastHeartbeatTime="2026-11-29T15:10:00Z"))
+    api.delete_node("node-b")
+    api.add_service("db", "shop", [5432])  # another resource: not in this stream
+    events = [(e["type"], e["object"]["kind"], e["object"]["metadata"]["name"]) for e in lines(resp)]
+    assert events == [("ADDED", "Node", "node-b"), ("MODIFIED", "Node", "node-a"), ("DELETED", "Node", "node-b")]
+    namespaced = requests.get(api.url + "/api/v1/namespaces/shop/nodes", params=dict(watch="1"), timeout=5)
+    assert namespaced.status_code == 404  # as kube-apiserver: Nodes have no namespace

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from lbsync.exceptions import ApiError, SourceError
+from lbsync.exceptions import ApiError, ApiForbidden, SourceError
 from lbsync.kube import WatchSource, credentials
 from tests.fakeapi import FakeKubeApi
 from tests.fakeapi.fixtures import fake_api_tls, fake_tls_material  # noqa: F401
@@ -229,11 +229,92 @@ def test_a_bug_while_applying_an_event_does_not_end_the_watch(api, tmp_path):
     eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.9"]))  # and the watch goes on
 
 
-def test_a_service_in_nodeport_mode_fails_the_pass_instead_of_losing_its_servers(api, tmp_path):
-    src, _, _ = watch_source(api, tmp_path)
-    assert ips(src.fetch()) == ["10.0.0.1"]
-    api.update_service("shop", "web", lambda s: s["metadata"].setdefault("annotations", {}).update(
-        {"serviceloadbalancer/lb.backend-mode": "nodeport"}))
-    eventually(lambda: _assert(_raises(src.fetch)))
-    with pytest.raises(SourceError, match="does not watch Nodes yet"):
+MODE = {"serviceloadbalancer/lb.backend-mode": "nodeport"}
+NODES = "/api/v1/nodes"
+
+
+def names(snapshot):
+    return [n["metadata"]["name"] for n in snapshot.nodes]
+
+
+def _heartbeat(node):
+    node["status"]["conditions"][0]["lastHeartbeatTime"] = "2026-11-29T15:%02d:00Z" % (time.time() % 60)
+
+
+@pytest.fixture
+def nodeport(api):
+    api.set_endpoints("shop", "web", ready=[{"ip": "10.0.0.1", "node": "node-a"}])
+    api.add_node("node-a", "127.0.0.11")
+    api.add_node("node-b", "127.0.0.12")
+    return api
+
+
+def test_nodeport_mode_watches_nodes_cluster_wide_as_a_poll_lists_them(nodeport, tmp_path):
+    src, counts, _ = watch_source(nodeport, tmp_path, backend_mode="nodeport", namespaces=["shop"])
+    first = src.fetch()
+    assert names(first) == ["node-a", "node-b"]
+    node = first.nodes[0]
+    assert node["kind"] == "Node" and {"type": "InternalIP", "address": "127.0.0.11"} in node["status"]["addresses"]
+    assert "images" not in node["status"] and "nodeInfo" not in node["status"]  # big and never read
+    assert first.endpoint_slices[0]["endpoints"][0]["nodeName"] == "node-a"  # Local policy needs it
+    nodeport.add_node("node-c", "127.0.0.13")
+    eventually(lambda: _assert(names(src.fetch()) == ["node-a", "node-b", "node-c"]))
+    nodeport.delete_node("node-a")
+    eventually(lambda: _assert(names(src.fetch()) == ["node-b", "node-c"]))
+    assert nodeport.request_count(NODES) >= 2  # one list, one (cluster-scoped) watch at least
+    assert counts[("lbsync_watch_events_total", "nodes", "ADDED")] == 1
+    assert counts[("lbsync_watch_events_total", "nodes", "DELETED")] == 1
+
+
+def test_a_node_heartbeat_moves_nothing_a_pass_reads(nodeport, tmp_path):
+    src, counts, woken = watch_source(nodeport, tmp_path, backend_mode="nodeport", resync=1.5)
+    first = src.fetch()
+    n = len(woken)
+    for _ in range(3):
+        nodeport.update_node("node-a", _heartbeat)
+    eventually(lambda: _assert(counts[("lbsync_watch_events_total", "nodes", "MODIFIED")] == 3))
+    assert src.store.version == first.version and len(woken) == n  # no wake-up, no pass
+    assert src.fetch(unchanged_since=first.version).services == ()  # a pass would find nothing to do
+    kept = src.store.snapshot().nodes[0]["status"]["conditions"][0]["lastHeartbeatTime"]
+    assert kept == nodeport.store.get("nodes", "", "node-a")["status"]["conditions"][0]["lastHeartbeatTime"]
+    # the periodic relist sees other resourceVersions, but not a difference
+    eventually(lambda: _assert(counts[("lbsync_watch_relists_total", "resync", "nodes")] >= 1))
+    assert counts[("lbsync_watch_resync_differences_total", "nodes")] == 0
+    assert src.store.version == first.version
+    nodeport.update_node("node-a", lambda node: node["spec"].update(
+        taints=[{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]))
+    eventually(lambda: _assert(src.store.version != first.version and len(woken) > n))
+
+
+def test_nodes_are_watched_only_while_a_service_is_annotated_into_nodeport_mode(nodeport, tmp_path):
+    src, _, _ = watch_source(nodeport, tmp_path)
+    assert src.fetch().nodes == () and src.node_reflector is None
+    assert nodeport.request_count(NODES) == 0  # pod mode never reads Nodes
+    nodeport.update_service("shop", "web", lambda s: s["metadata"].setdefault("annotations", {}).update(MODE))
+    eventually(lambda: _assert(names(src.fetch()) == ["node-a", "node-b"]))
+    assert src.fetch().endpoint_slices[0]["endpoints"][0]["nodeName"] == "node-a"  # no relist needed
+    reflector = src.node_reflector
+    nodeport.update_service("shop", "web", lambda s: s["metadata"]["annotations"].clear())
+    eventually(lambda: _assert(src.fetch().nodes == () and src.node_reflector is None))
+    assert reflector.stop.is_set()
+
+
+def test_forbidden_nodes_fail_the_pass_naming_the_permission_as_a_poll_does(nodeport, tmp_path):
+    nodeport.deny("nodes")
+    src, _, _ = watch_source(nodeport, tmp_path, backend_mode="nodeport")
+    with pytest.raises(ApiForbidden, match='cannot list resource "nodes" in API group "" at the cluster scope'):
         src.fetch()
+    with pytest.raises(ApiForbidden):
+        src.fetch()  # every pass, until the permission is granted
+    nodeport.allow("nodes")
+    eventually(lambda: _assert(names(src.fetch()) == ["node-a", "node-b"]), timeout=15)
+
+
+def test_forbidden_nodes_stop_failing_passes_once_no_service_needs_them(nodeport, tmp_path):
+    nodeport.deny("nodes")
+    nodeport.update_service("shop", "web", lambda s: s["metadata"].setdefault("annotations", {}).update(MODE))
+    src, _, _ = watch_source(nodeport, tmp_path)
+    with pytest.raises(ApiForbidden):
+        src.fetch()
+    nodeport.update_service("shop", "web", lambda s: s["metadata"]["annotations"].clear())
+    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.1"] and src.node_reflector is None))

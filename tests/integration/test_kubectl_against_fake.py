@@ -133,6 +133,30 @@ def test_watch_stream_is_read_by_kubectl(fake_api_tls, tmp_path):  # noqa: F811
     assert all(e["object"]["kind"] == "Service" for e in events)
 
 
+def test_node_watch_stream_is_read_by_kubectl(fake_api_tls, tmp_path):  # noqa: F811
+    """`kubectl get nodes --watch -o json`: the cluster-scoped watch lbsync's nodeport mode uses."""
+    fake_api_tls.add_node("node-a", "127.0.0.11")
+    kubeconfig = fake_api_tls.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    argv = [KUBECTL, "--kubeconfig", kubeconfig, "get", "nodes", "--watch", "-o", "json", "--output-watch-events"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait(lambda: fake_api_tls.open_watches("nodes") == 1)
+        fake_api_tls.add_node("node-b", "127.0.0.12")
+        fake_api_tls.update_node("node-b", lambda n: n["metadata"]["labels"].update(zone="z1"))
+        fake_api_tls.delete_node("node-b")
+    finally:
+        time.sleep(1.0)
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    events = [json.loads(doc) for doc in _json_docs(out)]
+    seen = [(e["type"], e["object"]["metadata"]["name"], e["object"]["metadata"]["labels"].get("zone"))
+            for e in events]
+    assert seen == [("ADDED", "node-a", None), ("ADDED", "node-b", None), ("MODIFIED", "node-b", "z1"),
+                    ("DELETED", "node-b", "z1")], err
+    assert all(e["object"]["kind"] == "Node" for e in events)
+
+
 def _wait(predicate, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate() and time.monotonic() < deadline:

@@ -57,6 +57,10 @@ def test_the_source_is_a_watch_only_when_asked(tmp_path):
     polled.close()
 
 
-def test_watch_refuses_the_nodeport_backend_mode_it_cannot_serve_yet():
-    with pytest.raises(SettingsError, match="does not watch Nodes yet"):
-        settings.load(env={"LBSYNC_WATCH": "1", "LBSYNC_BACKEND_MODE": "nodeport"})
+def test_watch_serves_the_nodeport_backend_mode(tmp_path):
+    kc = write_kubeconfig(str(tmp_path / "kc"), "http://127.0.0.1:1", token="t")
+    watched = sync.make_source(settings.load(env={"LBSYNC_KUBECONFIG": kc, "LBSYNC_WATCH": "1",
+                                                  "LBSYNC_BACKEND_MODE": "nodeport"}))
+    assert type(watched) is WatchSource and watched.backend_mode == "nodeport"
+    assert watched.node_reflector is None  # Nodes are watched from the first pass that needs them
+    watched.close()
