@@ -12,6 +12,7 @@ Keys in `drop` are left out of every mapping (never read by lbsync). Pure: text 
 """
 from __future__ import annotations
 
+import gc
 import json
 import re
 from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
@@ -31,8 +32,10 @@ _STARTS = set("-?:,[]{}#&*!|>'\"%@` ")
 # the first characters of texts SafeLoader's implicit resolvers may take for other than strings
 _RESOLVED_FIRST = frozenset(k for k in yaml.SafeLoader.yaml_implicit_resolvers if k)
 # a plain text that is a string for sure: a first letter no resolver is registered for, no indicator
-# (or an address: digits with two dots or more are no number, date or time)
-_WORD = re.compile(r"[^\W\d_FNOTYfnoty][\w./-]*|[0-9]+(?:\.[0-9]+){2,}")
+# (or an address: digits with two dots or more are no number, date or time; or a uid)
+_WORD = re.compile(r"[^\W\d_FNOTYfnoty][\w./-]*|[0-9]+(?:\.[0-9]+){2,}"
+                   r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_QUOTED = re.compile(r'"[^"\\]*"')  # a double-quoted string without escapes
 _NONE = object()
 
 
@@ -41,7 +44,13 @@ def load(text: str, drop: FrozenSet[str] = frozenset()) -> List[Any]:
     Raises Unsupported for text beyond the part of YAML described above."""
     if _odd(text) or (text and not text.endswith("\n")):
         raise Unsupported("not kubectl's YAML")
-    root = _Reader(drop).read(text)
+    collecting = gc.isenabled()
+    gc.disable()  # a million new objects, no cycle among them: the collector's passes are waste
+    try:
+        root = _Reader(drop).read(text)
+    finally:
+        if collecting:
+            gc.enable()
     return [] if root is None else [root]
 
 
@@ -55,9 +64,11 @@ _PRINTABLE_ASCII = bytes(range(0x20, 0x7f)) + b"\n"
 
 
 class _Reader:
-    """Open containers are a stack of (column, container, is mapping), its top also in locals.
-    A `key:` line without a value leaves its key pending: a container the next line opens
-    deeper is its value, else null. Each distinct line is taken apart once (`_Lines`)."""
+    """Open containers are a stack of (column, container), its top also in locals: a mapping's
+    column is its keys' one, a sequence's its dashes' one plus 0.5, so that one comparison tells
+    a `key: value` line that belongs to the open mapping (most lines). A `key:` line without a
+    value leaves its key pending: a container the next line opens deeper is its value, else
+    null. Each distinct line is taken apart once (`_Lines`)."""
 
     def __init__(self, drop: FrozenSet[str]) -> None:
         self.drop, self.lines = drop, _Lines(drop)
@@ -65,8 +76,8 @@ class _Reader:
     def read(self, text: str) -> Any:  # noqa: C901 -- one loop, locals only: it runs per line
         drop, cache, parse = self.drop, self.lines.cache, self.lines.parse
         holder: Dict[Any, Any] = {}
-        stack: List[Tuple[int, Any, bool]] = [(-1, holder, True)]
-        tcol, tobj, tmap = stack[-1]
+        stack: List[Tuple[float, Any]] = [(-1, holder)]
+        tcol, tobj = _PENDING_COL, holder  # while a key is pending, no line takes the short way
         pending, pend_map, pend_col = "root", holder, -1
         block: Optional[List[str]] = None
         for chunk in _chunks(text):
@@ -79,46 +90,45 @@ class _Reader:
                         continue
                     _literal(block, block_map, block_key, header, drop)
                     block = None
-                info = cache.get(line)
-                if info is None:
-                    info = parse(line)
-                if info is _BLANK:
+                fast, col, dash, k, kind, v = cache.get(line) or parse(line)
+                if fast == tcol and kind is _VALUE:
+                    tobj[k] = v
                     continue
-                col, dash, k, kind, v = info
+                if kind is _BLANK:
+                    continue
                 if pending is not _NONE:
                     if col > pend_col or (dash and col == pend_col):
                         value: Any = [] if dash else {}
-                        stack.append((col, value, not dash))
-                        tcol, tobj, tmap = stack[-1]
+                        stack.append((col + 0.5 if dash else col, value))
                     else:
                         value = None
                     if pending not in drop:
                         pend_map[pending] = value
                     pending = _NONE
+                    tcol, tobj = stack[-1]
                 if dash:
-                    while tcol > col:
+                    while tcol > col + 0.5:
                         stack.pop()
-                        tcol, tobj, tmap = stack[-1]
-                    if tcol != col or tmap:
+                        tcol, tobj = stack[-1]
+                    if tcol != col + 0.5:
                         raise Unsupported("an entry out of place: %r" % line)
                     if k is _NONE:
                         tobj.append(v if kind is _VALUE else {} if kind is _EMPTY_MAP else [])
                         continue
-                    mapping: Dict[Any, Any] = {}
-                    tobj.append(mapping)
+                    tobj.append({})
                     col += 2
-                    stack.append((col, mapping, True))
-                    tcol, tobj, tmap = stack[-1]
-                elif tcol != col or not tmap:
-                    while tcol > col or (tcol == col and not tmap):
+                    tcol, tobj = col, tobj[-1]
+                    stack.append((tcol, tobj))
+                else:
+                    while tcol > col:
                         stack.pop()
-                        tcol, tobj, tmap = stack[-1]
-                    if tcol != col or not tmap:
+                        tcol, tobj = stack[-1]
+                    if tcol != col:
                         raise Unsupported("a key out of place: %r" % line)
                 if kind is _VALUE:
                     tobj[k] = v
                 elif kind is _PENDING:
-                    pending, pend_map, pend_col = k, tobj, col
+                    pending, pend_map, pend_col, tcol = k, tobj, col, _PENDING_COL
                 elif kind is _EMPTY_MAP or kind is _EMPTY_SEQ:
                     if k not in drop:
                         tobj[k] = {} if kind is _EMPTY_MAP else []
@@ -167,19 +177,29 @@ class _Lines:
         self.cache: Dict[str, Any] = {}
 
     def parse(self, line: str) -> Any:
+        """The common case inline (`key: value`, both texts seen before): it runs per new line."""
+        cache, seen = self.cache, self.values.seen
+        if len(cache) >= self.most:
+            cache.clear()
+            seen.clear()
         s = line.lstrip(" ")
-        info: Any = _BLANK
-        if s[:2] == "- ":
-            info = self._parts(len(line) - len(s), True, s[2:])
-        elif s:
-            info = self._parts(len(line) - len(s), False, s)
-        if len(self.cache) >= self.most:
-            self.cache.clear()
-            self.values.seen.clear()
-        self.cache[line] = info
+        col, dash = len(line) - len(s), s[:2] == "- "
+        if dash:
+            s = s[2:]
+        key, sep, text = s.partition(": ")
+        k, v = seen.get(key, _NONE), seen.get(text, _NONE)
+        if v is _NONE:  # a string for sure, and likely unique (a uid, a name): not kept in `seen`
+            v = text if _WORD.fullmatch(text) else text[1:-1] if _QUOTED.fullmatch(text) else _NONE
+        if sep and k is not _NONE and v is not _NONE:
+            info = (-9 if dash else col, col, dash, k, _DROPPED if k in self.drop else _VALUE, v)
+        elif dash and not sep and s[-1:] != ":" and (_WORD.fullmatch(s) or seen.get(s, _NONE) is not _NONE):
+            info = (-9, col, dash, _NONE, _VALUE, seen.get(s, s))  # `- entry` (an address)
+        else:
+            info = self._parts(col, dash, s) if s else _BLANK_LINE
+        cache[line] = info
         return info
 
-    def _parts(self, col: int, dash: bool, s: str) -> Tuple[int, bool, Any, Any, Any]:
+    def _parts(self, col: int, dash: bool, s: str) -> Tuple[int, int, bool, Any, Any, Any]:
         key, sep, text = s.partition(": ")
         if sep:
             seen = self.values.seen
@@ -188,13 +208,13 @@ class _Lines:
                 k = self._key(key)
             v = seen.get(text, _NONE)
             kind, v = (_VALUE, v) if v is not _NONE else self._value(text)
-            return col, dash, k, _DROPPED if kind is _VALUE and k in self.drop else kind, v
+            return -9 if dash else col, col, dash, k, _DROPPED if kind is _VALUE and k in self.drop else kind, v
         if s[-1] == ":":
-            return col, dash, self._key(s[:-1]), _PENDING, None
+            return -9, col, dash, self._key(s[:-1]), _PENDING, None
         kind, value = self._value(s) if dash else (None, None)
         if kind is None or kind is _BLOCK:
             raise Unsupported("not a key or an entry: %r" % s)
-        return col, dash, _NONE, kind, value
+        return -9, col, dash, _NONE, kind, value
 
     def _key(self, text: str) -> Any:
         if not _KEY.fullmatch(text) and text[:1] not in ("'", '"'):  # quoted keys: `"80": x`
@@ -209,7 +229,9 @@ class _Lines:
         return _VALUE, self.values(text)
 
 
-_BLANK, _VALUE, _PENDING, _EMPTY_MAP, _EMPTY_SEQ, _BLOCK, _DROPPED = (object() for _ in range(7))
+_VALUE, _PENDING, _EMPTY_MAP, _EMPTY_SEQ, _BLOCK, _DROPPED, _BLANK = (object() for _ in range(7))
+_BLANK_LINE = (-9, -9, False, _NONE, _BLANK, None)
+_PENDING_COL = -3  # no line's column
 
 
 class _Values(_Scalars):

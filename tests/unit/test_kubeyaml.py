@@ -213,7 +213,7 @@ def test_file_source_reads_what_kubeyaml_hands_back(tmp_path, text):
 def test_values_and_keys_resolve_as_safe_load_resolves_them():
     text = ("a: 1\nb: 1.5\nc: yes\nd: off\ne: ~\nf: null\ng: 2026-01-01\nh: 2026-01-01T00:00:00Z\ni: 0x1f\n"
             "j: 017\nk: 1:30\nl: .inf\nm: 1_000\nn: 10.96.0.1\no: \"80\"\np: '8''0'\nq: \"\\u00e9\\t\\\"\\/\"\n"
-            "80: port\nyes: true\nY1: Yes\nY2: YES\nY3: NULL\nY4: True\nY5: Off\nr: {}\ns: []\nt: |\n  x\n\n   y\n\nu: |-\n  z\nv:\nw:\n- 1\n- {}\n- []\n"
+            "80: port\nyes: true\nid1: 3f2504e0-4f89-11d3-9a0c-0305e82c3301\nid2: 12345678-1234-1234-1234-123456789abc\nip: 10.244.1.2\nrv: \"1001\"\nY1: Yes\nY2: YES\nY3: NULL\nY4: True\nY5: Off\nr: {}\ns: []\nt: |\n  x\n\n   y\n\nu: |-\n  z\nv:\nw:\n- 1\n- {}\n- []\n"
             "- x: 1\n  y:\n  - z\n")
     assert same_or_refused(text)
     assert same_or_refused(text, frozenset(("t", "w", "r", "a")))
