@@ -7,179 +7,22 @@ otherwise. A dry run takes the same path and stops before the first write.
 """
 from __future__ import annotations
 
-import difflib
-import functools
 import gc
 import os
-import re
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from lbsync import haproxy, incremental, model, render, runtime_update, slots, writebehind
-from lbsync.exceptions import LbsyncError, RuntimeApiError, SourceError
+from lbsync.exceptions import LbsyncError, RuntimeApiError
 from lbsync.haproxy.reload import Reloader
 from lbsync.logs import get as get_logger
-from lbsync.settings import Settings, duration_ms
+from lbsync.plan import GuardTripped, Plan, Result
+from lbsync.settings import Settings
 from lbsync.snapshot import Snapshot
+from lbsync.textdiff import unified_diff
+from lbsync.wiring import frame_from, make_reloader, make_source, options_from
 
 log = get_logger("lbsync.sync")
-
-
-@dataclass(frozen=True)
-class Result:
-    """What one pass found and did. `changed`: the config would differ (dry run too)."""
-
-    changed: bool
-    written: bool = False
-    reloaded: bool = False
-    runtime_updates: int = 0
-    runtime_fallbacks: int = 0  # runtime updates HAProxy refused: applied by a reload instead
-    diff: str = ""
-    backends: int = 0
-    servers: int = 0
-    problems: Tuple[model.Problem, ...] = ()
-    reason: str = ""
-    duration_s: float = 0.0
-    api_requests: int = 0
-    api_bytes: int = 0
-    skipped_render: bool = field(default=False)
-    uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)  # (namespace, name) -> uid, see Plan
-
-
-class GuardTripped(SourceError):
-    """A poll would drop too many live backends at once; treated like a failed poll."""
-
-
-def options_from(settings: Settings) -> model.Options:
-    return model.Options(
-        publish=settings.publish, exclude_namespaces=settings.exclude_namespaces,
-        exclude_services=settings.exclude_services, path_prefixes=settings.path_prefixes,
-        check_interval_ms=duration_ms(settings.check_interval, what="check_interval"),
-        tls=bool(settings.tls_cert), reserved_ports=_bind_ports(settings),
-        deny_networks=settings.deny_networks, backend_mode=settings.backend_mode,
-        node_address_types=settings.node_address_types, node_selector=settings.node_selector,
-        node_health_port=settings.node_health_port)
-
-
-def frame_from(settings: Settings) -> render.Frame:
-    return render.Frame(
-        http_bind=settings.http_bind, https_bind=settings.https_bind, stats_bind=settings.stats_bind,
-        tcp_bind_address=settings.tcp_bind_address, tls_cert=settings.tls_cert,
-        https_redirect=settings.https_redirect, hard_stop_after=settings.hard_stop_after,
-        haproxy_log=settings.haproxy_log, maxconn=settings.maxconn, runtime_socket=settings.runtime_socket,
-        runtime_socket_group=settings.runtime_socket_group, haproxy_user=settings.haproxy_user,
-        haproxy_group=settings.haproxy_group, haproxy_version=_haproxy_version(settings),
-        prometheus_exporter=_prometheus_exporter(settings))
-
-
-def _haproxy_version(settings: Settings) -> Tuple[int, int]:
-    if settings.haproxy_version != "auto":
-        major, minor = settings.haproxy_version.split(".")
-        return int(major), int(minor)
-    try:
-        return tuple(haproxy.version(settings.haproxy_binary)[:2])  # type: ignore[return-value]
-    except LbsyncError:
-        return (2, 4)  # cannot ask: write only what every supported version accepts
-
-
-def _prometheus_exporter(settings: Settings) -> bool:
-    if settings.haproxy_exporter != "auto" or not settings.stats_bind:
-        return settings.haproxy_exporter == "true" and bool(settings.stats_bind)
-    try:
-        return haproxy.has_prometheus_exporter(settings.haproxy_binary)
-    except LbsyncError:
-        return False  # cannot ask: a `use-service` the binary lacks would fail the config check
-
-
-def _bind_ports(settings: Settings) -> Tuple[int, ...]:
-    binds = [settings.http_bind, settings.stats_bind, settings.metrics_bind or ""]
-    if settings.tls_cert:
-        binds.append(settings.https_bind)
-    return tuple(sorted({int(b.rsplit(":", 1)[1]) for b in binds if b}))
-
-
-def make_source(settings: Settings):
-    """The file source for --source, else the Kubernetes API (listed each pass, or watched)."""
-    if settings.source:
-        from lbsync.source import FileSource
-        return FileSource(settings.source)
-    from lbsync import kube
-    creds = kube.credentials.load(settings.kubeconfig, settings.context)
-    if settings.watch:
-        return kube.WatchSource(creds, namespaces=settings.namespaces, selector=settings.selector,
-                                timeout=settings.api_timeout, page_size=settings.page_size,
-                                watch_timeout=settings.watch_timeout, resync=settings.resync,
-                                backend_mode=settings.backend_mode)
-    return kube.ApiSource(creds, namespaces=settings.namespaces, selector=settings.selector,
-                          timeout=settings.api_timeout, page_size=settings.page_size,
-                          backend_mode=settings.backend_mode)
-
-
-def make_reloader(settings: Settings) -> Optional[Reloader]:
-    common = dict(config_path=settings.haproxy_config, binary=settings.haproxy_binary,
-                  timeout=settings.reload_timeout)
-    if settings.master_socket:
-        return haproxy.MasterSocketReloader(settings.master_socket, **common)
-    if settings.pidfile:
-        return haproxy.SignalReloader(settings.pidfile, confirm_socket=settings.master_socket, **common)
-    if settings.reload_cmd:
-        return haproxy.CommandReloader(settings.reload_cmd, timeout=settings.reload_timeout)
-    return None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a pass would do, before it does anything: the new text and how to apply it."""
-
-    text: str
-    live: str
-    layout: slots.Layout
-    topology: model.Topology
-    source_version: str  # the snapshot's version; the objects themselves are not kept (memory)
-    api_requests: int
-    api_bytes: int
-    started: float
-    # the uid of each Service named by a problem for its owner (Kubernetes Events name it)
-    uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)
-    objects: Optional[incremental.Fingerprint] = None  # every object's uid and resourceVersion
-    parsed: Optional[slots.Layout] = None  # the live file's layout, if the pass needed it
-
-    @functools.cached_property
-    def previous(self) -> slots.Layout:
-        """The live file's slot layout: parsed only when asked (80,000 server lines at 5,000
-        Services take longer than the rest of a pass where one endpoint changed)."""
-        return self.parsed if self.parsed is not None else slots.parse(self.live)
-
-    @property
-    def changed(self) -> bool:
-        return self.text != self.live
-
-    @functools.cached_property
-    def structural(self) -> bool:
-        """True unless only Pods moved between existing server slots (compares the lines
-        that differ: computed once per plan, however often it is asked)."""
-        return (not slots.same_shape(self.previous, self.layout)
-                or not slots.only_servers_differ(self.text, self.live))
-
-    def why(self) -> str:
-        """Why this change needs a reload, in words for the log."""
-        # slot counts only: the live file's Servers are not built for a log line
-        before = ({k: len(v) for k, v in self.parsed.items()} if self.parsed is not None
-                  else slots.shape(self.live))
-        added = sorted(self.layout.keys() - before.keys())
-        removed = sorted(before.keys() - self.layout.keys())
-        grown = sorted(k for k in self.layout.keys() & before.keys() if len(self.layout[k]) != before[k])
-        parts = [f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
-                 for label, names in (("backends added", added), ("backends removed", removed),
-                                      ("server slots resized", grown)) if names]
-        return "; ".join(parts) or "routing or settings changed"
-
-    def result(self, **kw) -> Result:
-        t = self.topology
-        return Result(changed=self.changed, backends=len(t.backends), servers=t.server_count,
-                      problems=t.problems, api_requests=self.api_requests, api_bytes=self.api_bytes,
-                      duration_s=time.monotonic() - self.started, uids=self.uids, **kw)
 
 
 class Syncer:
@@ -424,91 +267,5 @@ def _file_id(path: str) -> Tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def unified_diff(old: str, new: str, path: str, context: int = 3) -> str:
-    """`diff -u` of two configs. The text both share at the start and the end is found by
-    comparing the strings block by block (in C) and cut at line ends before any line is
-    split: a one-endpoint change at 5,000 Services no longer splits 2 x 150,000 lines."""
-    cut = _cut(old, new, context)
-    if cut is None:
-        return _line_diff(old, new, path, context, 0)
-    h, ta, tb = cut
-    return _line_diff(old[h:ta], new[h:tb], path, context, old.count("\n", 0, h))
-
-
-def _line_diff(old: str, new: str, path: str, context: int, offset: int) -> str:
-    """Lines both share at the start and the end are cut before difflib sees them (its cost
-    grows faster than linearly), and hunk headers are shifted back (by `offset` more lines)."""
-    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
-    if not a or not b:  # a first config (or an emptied one): one hunk, no matching to do
-        return _whole(a, b, path) if a != b else ""
-    head = _common(a, b)
-    tail = _common(a[:head - 1:-1] if head else a[::-1], b[:head - 1:-1] if head else b[::-1])
-    start = max(0, head - context)
-    a_mid, b_mid = a[start:len(a) - max(0, tail - context)], b[start:len(b) - max(0, tail - context)]
-    lines = difflib.unified_diff(a_mid, b_mid, fromfile=path, tofile=path + " (new)", n=context)
-    return "".join(_HUNK.sub(lambda m: _shift(m, start + offset), line) if line.startswith("@@") else line
-                   for line in lines)
-
-
-def _other_breaks(text: str) -> bool:
-    """Line ends other than \\n (splitlines splits there too): such texts are diffed line by line."""
-    return any(c in text for c in "\r\x0b\x0c\x1c\x1d\x1e") or (
-        not text.isascii() and any(c in text for c in "\x85\u2028\u2029"))
-
-
-def _cut(a: str, b: str, context: int) -> Optional[Tuple[int, int, int]]:
-    """(h, ta, tb): a[:h] == b[:h] and a[ta:] == b[tb:], each whole lines, with `context`
-    shared lines left on either side of what differs; None when nothing can be cut."""
-    if a == b or _other_breaks(a) or _other_breaks(b):
-        return None
-    h = a.rfind("\n", 0, _shared(a, b, 1)) + 1  # the start of the line where they differ
-    for _ in range(context):
-        h = a.rfind("\n", 0, max(0, h - 1)) + 1 if h else 0
-    shortest = min(len(a), len(b)) - h
-    ta = len(a) - min(_shared(a, b, -1), shortest)  # a[ta:] == b[-(len(a) - ta):]
-    for _ in range(context + 1):  # past the first line end inside the shared end, then context lines
-        end = a.find("\n", ta)
-        ta = len(a) if end < 0 else end + 1
-    tb = ta + len(b) - len(a)
-    return (h, ta, tb) if (h or ta < len(a)) and h < ta and h < tb else None
-
-
-def _shared(a: str, b: str, direction: int, block: int = 1 << 16) -> int:
-    """How many characters a and b share at the start (direction 1) or the end (-1)."""
-    n, i = min(len(a), len(b)), 0
-    while block:
-        while i < n and _part(a, i, block, direction) == _part(b, i, block, direction):
-            i = min(n, i + block)
-        block //= 16
-    return i
-
-
-def _part(s: str, i: int, size: int, direction: int) -> str:
-    return s[i:i + size] if direction > 0 else s[max(0, len(s) - i - size):len(s) - i]
-
-
-def _whole(a: list, b: list, path: str) -> str:
-    """What difflib prints when one side is empty, without its cost (0.4 s for 200,000 lines)."""
-    def span(lines: list) -> str:
-        return "0,0" if not lines else "1" if len(lines) == 1 else f"1,{len(lines)}"
-    body = "".join("-" + line for line in a) + "".join("+" + line for line in b)
-    return f"--- {path}\n+++ {path} (new)\n@@ -{span(a)} +{span(b)} @@\n{body}"
-
-
-def _common(a: list, b: list) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
-
-
-def _shift(m: "re.Match[str]", by: int) -> str:
-    return f"@@ -{int(m.group(1)) + by}{m.group(2)} +{int(m.group(3)) + by}{m.group(4)} @@"
-
-
-__all__ = ["GuardTripped", "LbsyncError", "Result", "Snapshot", "Syncer", "unified_diff"]
+__all__ = ["GuardTripped", "LbsyncError", "Plan", "Result", "Snapshot", "Syncer", "frame_from",
+           "make_reloader", "make_source", "options_from", "unified_diff"]

@@ -5,6 +5,7 @@ import shutil
 import pytest
 import yaml
 
+from lbsync import textdiff
 from lbsync import haproxy, settings as settings_mod, slots, sync
 from lbsync.endpoints import Server
 from lbsync.haproxy.reload import ReloadResult
@@ -212,7 +213,7 @@ def test_unified_diff_of_big_configs_is_what_a_whole_line_diff_prints():
         old, new = "".join(a), "".join(b)
         if rnd.random() < 0.2:
             new = new.rstrip("\n")
-        assert sync.unified_diff(old, new, "p") == sync._line_diff(old, new, "p", 3, 0)
+        assert sync.unified_diff(old, new, "p") == textdiff._line_diff(old, new, "p", 3, 0)
 
 
 @needs_haproxy

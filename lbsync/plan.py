@@ -1,0 +1,92 @@
+"""What a pass would do (Plan) and what it did (Result), before and after applying.
+
+Pure data plus cheap questions about it (changed? structural? why a reload?); no I/O.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
+
+from lbsync import incremental, model, slots
+from lbsync.exceptions import SourceError
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one pass found and did. `changed`: the config would differ (dry run too)."""
+
+    changed: bool
+    written: bool = False
+    reloaded: bool = False
+    runtime_updates: int = 0
+    runtime_fallbacks: int = 0  # runtime updates HAProxy refused: applied by a reload instead
+    diff: str = ""
+    backends: int = 0
+    servers: int = 0
+    problems: Tuple[model.Problem, ...] = ()
+    reason: str = ""
+    duration_s: float = 0.0
+    api_requests: int = 0
+    api_bytes: int = 0
+    skipped_render: bool = field(default=False)
+    uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)  # (namespace, name) -> uid, see Plan
+
+
+class GuardTripped(SourceError):
+    """A poll would drop too many live backends at once; treated like a failed poll."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a pass would do, before it does anything: the new text and how to apply it."""
+
+    text: str
+    live: str
+    layout: slots.Layout
+    topology: model.Topology
+    source_version: str  # the snapshot's version; the objects themselves are not kept (memory)
+    api_requests: int
+    api_bytes: int
+    started: float
+    # the uid of each Service named by a problem for its owner (Kubernetes Events name it)
+    uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)
+    objects: Optional[incremental.Fingerprint] = None  # every object's uid and resourceVersion
+    parsed: Optional[slots.Layout] = None  # the live file's layout, if the pass needed it
+
+    @functools.cached_property
+    def previous(self) -> slots.Layout:
+        """The live file's slot layout: parsed only when asked (80,000 server lines at 5,000
+        Services take longer than the rest of a pass where one endpoint changed)."""
+        return self.parsed if self.parsed is not None else slots.parse(self.live)
+
+    @property
+    def changed(self) -> bool:
+        return self.text != self.live
+
+    @functools.cached_property
+    def structural(self) -> bool:
+        """True unless only Pods moved between existing server slots (compares the lines
+        that differ: computed once per plan, however often it is asked)."""
+        return (not slots.same_shape(self.previous, self.layout)
+                or not slots.only_servers_differ(self.text, self.live))
+
+    def why(self) -> str:
+        """Why this change needs a reload, in words for the log."""
+        # slot counts only: the live file's Servers are not built for a log line
+        before = ({k: len(v) for k, v in self.parsed.items()} if self.parsed is not None
+                  else slots.shape(self.live))
+        added = sorted(self.layout.keys() - before.keys())
+        removed = sorted(before.keys() - self.layout.keys())
+        grown = sorted(k for k in self.layout.keys() & before.keys() if len(self.layout[k]) != before[k])
+        parts = [f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+                 for label, names in (("backends added", added), ("backends removed", removed),
+                                      ("server slots resized", grown)) if names]
+        return "; ".join(parts) or "routing or settings changed"
+
+    def result(self, **kw) -> Result:
+        t = self.topology
+        return Result(changed=self.changed, backends=len(t.backends), servers=t.server_count,
+                      problems=t.problems, api_requests=self.api_requests, api_bytes=self.api_bytes,
+                      duration_s=time.monotonic() - self.started, uids=self.uids, **kw)
