@@ -12,10 +12,11 @@ Three parts, read in this order:
 - `checks`:  value checks (durations, ADDRESS:PORT, names, CIDRs, node options).
 Callers import from `lbsync.settings`, never from the parts.
 """
+from lbsync.exceptions import SettingsError  # raised by all three parts; callers catch it from here
 from lbsync.settings.checks import NODE_ADDRESS_TYPES, duration_ms
 from lbsync.settings.fields import DEFAULT_DENY, FIELDS, Settings
 from lbsync.settings.loading import (ENV_PREFIX, add_arguments, from_args, from_env, from_file, load,
                                      reference)
 
-__all__ = ["DEFAULT_DENY", "ENV_PREFIX", "FIELDS", "NODE_ADDRESS_TYPES", "Settings", "add_arguments",
-           "duration_ms", "from_args", "from_env", "from_file", "load", "reference"]
+__all__ = ["DEFAULT_DENY", "ENV_PREFIX", "FIELDS", "NODE_ADDRESS_TYPES", "Settings", "SettingsError",
+           "add_arguments", "duration_ms", "from_args", "from_env", "from_file", "load", "reference"]
