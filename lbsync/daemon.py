@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from typing import Callable, List, Optional, Tuple
 
 from lbsync import events as events_mod, logs, metrics as metrics_mod, settings as settings_mod, sync
 from lbsync.exceptions import ApiError, LbsyncError, ReloadFailed, RuntimeApiError, SettingsError
+from lbsync.host import notify, release_memory
 
 log = logs.get("lbsync.daemon")
 STOP_GRACE = 0.8  # seconds the worker gets to finish after SIGTERM
@@ -274,40 +274,6 @@ def _close(source: object) -> None:
 
 def _fingerprint(plan: "sync.Plan") -> Tuple[str, int]:
     return (plan.source_version, hash(plan.text))
-
-
-def _libc_trim():
-    try:
-        import ctypes
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return None
-
-
-_TRIM = _libc_trim()
-
-
-def release_memory() -> None:
-    """Hand the free memory of a big pass back to the OS (glibc keeps it otherwise), so the
-    next poll's decoding starts from a small footprint instead of stacking on top of it."""
-    if _TRIM is not None:
-        _TRIM(0)
-
-
-def notify(message: str) -> bool:
-    """sd_notify: tell systemd (Type=notify) we are ready; a no-op outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(message.encode(), address)
-        return True
-    except OSError as e:
-        log.warning("systemd.notify_failed", error=str(e))
-        return False
 
 
 __all__ = ["Daemon", "SettingsError", "notify", "run"]

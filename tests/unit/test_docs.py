@@ -18,7 +18,7 @@ def test_settings_doc_is_up_to_date():
     with open(gen.DOC, encoding="utf-8") as f:
         text = f.read()
     assert gen.current_table(text) == gen.table(), (
-        "docs/settings.md is out of date with lbsync/settings.py: run "
+        "docs/settings.md is out of date with lbsync/settings/fields.py: run "
         "`python scripts/gen_settings_doc.py` and commit the result")
 
 
