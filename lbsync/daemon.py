@@ -75,8 +75,9 @@ class Daemon:
 
     def _pass(self, reason: str) -> sync.Result:
         plan = self.syncer.plan()
-        if plan is not None and plan.changed and plan.structural and plan.live \
-                and self.syncer.reloader is not None:
+        # the reloader first: `structural` compares two whole configs, needless without one
+        if plan is not None and self.syncer.reloader is not None and plan.changed and plan.live \
+                and plan.structural:
             seen = _fingerprint(plan)
             plan = None  # freed before the next plan: two big plans at once double the memory
             plan = self._settle_burst(seen)
