@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import socket
 import ssl
 import sys
@@ -16,12 +17,34 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Tuple, Union
 
 
+_handed_out: set = set()
+_pick = random.Random()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A TCP port that was free on every local address a moment ago, and is never one the
+    kernel hands out as a connection's source port.
+
+    Ports come from below the ephemeral range (net.ipv4.ip_local_port_range starts at
+    32768): a port taken from that range (bind to port 0) can be claimed a moment later as
+    the source port of some outgoing connection, e.g. an emulated node's forwarder, and a
+    listener on that address then fails with EADDRINUSE. The check binds the wildcard address
+    without SO_REUSEADDR, which fails when any socket on any address holds the port. A port is
+    handed out once per test process.
+    """
+    family, wildcard = (socket.AF_INET6, "::") if ":" in host else (socket.AF_INET, "0.0.0.0")
+    for _ in range(1000):
+        port = _pick.randrange(15000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((wildcard, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 class _Handler(BaseHTTPRequestHandler):
