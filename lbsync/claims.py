@@ -12,14 +12,18 @@ from lbsync import annotations as ann
 from lbsync.topology import Backend, Options, Problem, Reporter, Route
 
 
-def settle(routes: List[Route], options: Options, problems: List[Problem]) -> List[Backend]:
-    """Give each host, path prefix, TCP port and backend name to its oldest claimant."""
+def settle(routes: List[Route], options: Options, problems: List[Problem],
+           outcome: Optional[List[Optional[Backend]]] = None) -> List[Backend]:
+    """Give each host, path prefix, TCP port and backend name to its oldest claimant.
+    `outcome`, if given, gets each route's backend as settled (None: it lost everything)."""
     claims = _Claims(options)
     out = []
     for route in routes:  # already oldest first
         backend = claims.take(route.backend, problems)
         if backend is not None:
             out.append(backend)
+        if outcome is not None:
+            outcome.append(backend)
     return out
 
 

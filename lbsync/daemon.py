@@ -76,8 +76,8 @@ class Daemon:
     def _pass(self, reason: str) -> sync.Result:
         plan = self.syncer.plan()
         # the reloader first: `structural` compares two whole configs, needless without one
-        if plan is not None and self.syncer.reloader is not None and plan.changed and plan.live \
-                and plan.structural:
+        if plan is not None and self.syncer.reloader is not None and not plan.quick and plan.changed \
+                and plan.live and plan.structural:
             seen = _fingerprint(plan)
             plan = None  # freed before the next plan: two big plans at once double the memory
             plan = self._settle_burst(seen)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Dict, Hashable, List, Mapping, Optional, Tuple
 
-from lbsync import model, nodes, render, slots
+from lbsync import model, nodes, reassemble, render, slots
 from lbsync.snapshot import Snapshot, identity
 
 Fingerprint = Tuple[int, int, Tuple[Hashable, ...], str]
@@ -41,6 +41,10 @@ def fingerprint(snapshot: Snapshot) -> Optional[Fingerprint]:
 def group_key(g: model.Group) -> Optional[Tuple[Hashable, ...]]:
     """What a Group's Part depends on: objects by identity, other fields by value; None when
     an object has no identity."""
+    try:  # the usual case, fast: every object of 1,000s of Groups has its uid and resourceVersion
+        return _fast_key(g)
+    except (KeyError, TypeError, ValueError):
+        pass
     key: List[Hashable] = []
     for value in g:
         if isinstance(value, dict):
@@ -55,15 +59,37 @@ def group_key(g: model.Group) -> Optional[Tuple[Hashable, ...]]:
     return tuple(key)
 
 
+def _fast_key(g: model.Group) -> Tuple[Hashable, ...]:
+    """group_key for a Group of a known shape whose objects all have both identity fields as
+    non-empty strings (ValueError otherwise: the slow path then decides)."""
+    owner, service, slices, eps, pool = g  # a new Group field fails here, not silently
+    ids = [_ids(service["metadata"]) if service is not None else None,
+           tuple([_ids(o["metadata"]) for o in slices]), tuple([_ids(o["metadata"]) for o in eps])]
+    return (owner, *ids, pool)
+
+
+def _ids(meta: dict) -> Tuple[str, str]:
+    uid, rv = meta["uid"], meta["resourceVersion"]
+    if uid.__class__ is not str or rv.__class__ is not str or not uid or not rv:
+        raise ValueError("no identity")
+    return uid, rv
+
+
 class Cache:
     """Parts by group key and rendered backend sections by backend name, from the last pass."""
 
     def __init__(self) -> None:
         self._options: Optional[model.Options] = None
         self._parts: Dict[Tuple[Hashable, ...], model.Part] = {}
+        self._assembler = reassemble.Assembler()
         self._renderer: Optional[render.Renderer] = None
         self._sections: Dict[str, Tuple[model.Backend, slots.Slots, str]] = {}
         self.parts_built = self.sections_rendered = 0  # by the last pass: what it cost
+
+    @property
+    def patched(self) -> bool:
+        """Whether the last pass's conflicts were kept rather than settled again (lbsync.reassemble)."""
+        return self._assembler.patched
 
     def topology(self, snapshot: Snapshot, options: model.Options) -> model.Topology:
         """model.build(snapshot, options), re-building only the Parts whose objects changed."""
@@ -80,7 +106,7 @@ class Cache:
                 kept[key] = part
             parts.append(part)
         self._parts, self.parts_built = kept, built  # Services gone since are dropped here
-        return model.assemble(parts, options, pool)
+        return self._assembler.assemble(parts, options, pool)  # in proportion to the change, when it can
 
     def render(self, renderer: render.Renderer, topology: model.Topology,
                layout: Mapping[str, slots.Slots]) -> str:

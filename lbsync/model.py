@@ -88,10 +88,27 @@ def part(g: Group, options: Options, pool: Optional[nodes.Pool] = None) -> Part:
                 tuple(problems), frozenset(a for found in denied.values() for a in found))
 
 
-def assemble(parts: Sequence[Part], options: Options, pool: Optional[nodes.Pool] = None) -> Topology:
-    """Settle conflicts across all Services (oldest first) and sort: the cheap global step."""
+def assemble(parts: Sequence[Part], options: Options, pool: Optional[nodes.Pool] = None,
+             outcome: Optional[List[Optional[Backend]]] = None) -> Topology:
+    """Settle conflicts across all Services (oldest first) and sort: the cheap global step.
+    `outcome`: see claims.settle (routes in `by_age(parts)` order)."""
+    ordered = by_age(parts)
+    problems = part_problems(ordered, pool)
+    routes = [r for p in ordered for r in p.routes]
+    backends = claims.settle(routes, options, problems, outcome)
+    return Topology(tuple(sorted(backends, key=lambda b: b.name)), tuple(problems))
+
+
+def by_age(parts: Sequence[Part]) -> List[Part]:
+    """Oldest Service first: the order conflicts are settled in."""
+    return sorted(parts, key=lambda p: p.age)
+
+
+def part_problems(ordered: Sequence[Part], pool: Optional[nodes.Pool]) -> List[Problem]:
+    """The Problems of a Topology before conflicts add theirs: denied endpoint addresses, the
+    node pool's, then each Part's (oldest first)."""
     denied: Dict[Tuple[str, str], Set[str]] = {}
-    for p in parts:
+    for p in ordered:
         if p.denied:
             denied.setdefault(p.owner, set()).update(p.denied)
     problems = [Problem(ns, name, "", f"endpoint addresses {', '.join(sorted(addresses)[:5])} are in "
@@ -100,12 +117,9 @@ def assemble(parts: Sequence[Part], options: Options, pool: Optional[nodes.Pool]
                 for (ns, name), addresses in sorted(denied.items())]
     if pool is not None:
         problems.extend(pool.problems)
-    routes: List[Route] = []
-    for p in sorted(parts, key=lambda p: p.age):
+    for p in ordered:
         problems.extend(p.problems)
-        routes.extend(p.routes)
-    backends = claims.settle(routes, options, problems)
-    return Topology(tuple(sorted(backends, key=lambda b: b.name)), tuple(problems))
+    return problems
 
 
 def _service_key(svc: dict) -> Tuple[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple
 
 from lbsync import incremental, model, slots
 from lbsync.exceptions import SourceError
@@ -40,9 +40,12 @@ class GuardTripped(SourceError):
 
 @dataclass(frozen=True)
 class Plan:
-    """What a pass would do, before it does anything: the new text and how to apply it."""
+    """What a pass would do, before it does anything: the new text and how to apply it.
 
-    text: str
+    The text is rendered when first asked (`draw`): a plan that only moves Pods between the
+    slots HAProxy runs (`quick`) is applied over the Runtime API first, and rendered after."""
+
+    draw: Callable[[], str]
     live: str
     layout: slots.Layout
     topology: model.Topology
@@ -54,6 +57,11 @@ class Plan:
     uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)
     objects: Optional[incremental.Fingerprint] = None  # every object's uid and resourceVersion
     parsed: Optional[slots.Layout] = None  # the live file's layout, if the pass needed it
+    quick: bool = False  # only Pods moved, between slots HAProxy has: see Syncer._quick
+
+    @functools.cached_property
+    def text(self) -> str:
+        return self.draw()
 
     @functools.cached_property
     def previous(self) -> slots.Layout:

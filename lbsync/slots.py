@@ -129,6 +129,8 @@ def changes(before: Mapping[str, Slots], after: Mapping[str, Slots]) -> Tuple[Ch
     """Slot-by-slot differences of two layouts with the same backends and slot counts."""
     out = []
     for name in sorted(after):
+        if before.get(name) is after[name]:
+            continue  # the same slots, kept from one pass to the next (most backends)
         for i, (old, new) in enumerate(zip(before.get(name, ()), after[name]), start=1):
             if old != new:
                 out.append(Change(name, i, old, new))

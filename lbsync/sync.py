@@ -12,7 +12,7 @@ import os
 import time
 from typing import Callable, Dict, Optional, Tuple
 
-from lbsync import haproxy, incremental, model, render, runtime_update, slots, writebehind
+from lbsync import haproxy, incremental, model, reassemble, render, runtime_update, slots, writebehind
 from lbsync.exceptions import LbsyncError, RuntimeApiError
 from lbsync.haproxy.reload import Reloader
 from lbsync.logs import get as get_logger
@@ -50,9 +50,9 @@ class Syncer:
         # real cluster's revision moves with every write anywhere) with the same items is
         # still nothing to do
         self._seen_objects: Optional[incremental.Fingerprint] = None
-        # (the live file's identity, the layout written into it): the next pass's previous
-        # layout without parsing the file (its Slots are the cache's own: no extra memory)
-        self._written: Optional[Tuple[Tuple[int, int, int], slots.Layout]] = None
+        # (the live file's identity, the layout and topology written into it): the next pass's
+        # previous layout without parsing the file (its Slots are the cache's own: no extra memory)
+        self._written: Optional[Tuple[Tuple[int, int, int], slots.Layout, model.Topology]] = None
         self.cache = incremental.Cache()  # Parts and rendered sections kept between passes
         self.reload_pending = False  # the file is ahead of the running HAProxy
         self.behind: Optional[writebehind.WriteBehind] = None  # see write_behind()
@@ -96,6 +96,8 @@ class Syncer:
         self._clean_leftovers()
         if plan is None:
             return Result(changed=False, skipped_render=True, reloaded=self._retry_reload(reason, allow_reload))
+        if plan.quick:  # Pods moved: to the Runtime API before the text is rendered
+            return self.apply(plan, reason=reason, allow_reload=allow_reload)
         if not plan.changed:
             if self.behind is None or self.behind.ahead() is None:  # else its write settles
                 self._settled(plan)
@@ -150,16 +152,20 @@ class Syncer:
         uids = _uids(topology.problems, snapshot.services) if self._wants_uids else {}
         del snapshot  # the raw objects are done with: free them before rendering (peak memory)
         spares = self.runtime is not None  # only a Runtime API can fill spare slots
-        previous = None if not spares else ahead.layout if ahead is not None else self._written[1] \
-            if self._written is not None and self._written[0] == file_id else slots.parse(live)
+        running = (ahead.layout, ahead.topology) if ahead is not None else self._written[1:] \
+            if self._written is not None and self._written[0] == file_id else None  # what HAProxy runs
+        previous = None if not spares else running[0] if running is not None else slots.parse(live)
         layout = slots.layout({b.name: b.servers for b in topology.backends}, previous or {}, spares=spares)
-        text = self.cache.render(self.renderer, topology, layout)
-        return Plan(text, live, layout, topology, *cost, started, uids, objects, previous)
+        cache, renderer = self.cache, self.renderer
+        quick = spares and running is not None and self.in_sync and _quick(running[1], topology, previous, layout)
+        return Plan(lambda: cache.render(renderer, topology, layout), live, layout, topology, *cost, started,
+                    uids, objects, previous, quick)
 
     def apply(self, plan: Plan, *, reason: str = "poll", allow_reload: bool = True) -> Result:
-        self._guard(plan)
+        if not plan.quick:  # a quick plan has the backends HAProxy runs: nothing to guard
+            self._guard(plan)
         fallbacks = 0
-        if self.runtime is not None and self.in_sync and not plan.structural:  # masks two configs: last
+        if self.runtime is not None and self.in_sync and (plan.quick or not plan.structural):  # masks: last
             updates = self._runtime_update(plan)
             if updates is not None:
                 return plan.result(written=True, runtime_updates=updates, reason=reason)
@@ -176,7 +182,7 @@ class Syncer:
     def _settled(self, plan: Plan) -> None:
         self.in_sync = True
         self._seen = (plan.source_version, _file_id(self.path))
-        self._written = (self._seen[1], plan.layout)
+        self._written = (self._seen[1], plan.layout, plan.topology)
         self._seen_objects = plan.objects
 
     def _guard(self, plan: Plan) -> None:
@@ -231,6 +237,8 @@ class Syncer:
         # or restart changes nothing.
         try:
             runtime_update.apply(self.runtime, todo)
+            if plan.quick and plan.structural:  # a template of one's own shows more than server lines
+                raise RuntimeApiError("the new config differs in more than server lines")
         except RuntimeApiError as e:
             log.warning("runtime.update_failed", error=str(e), fallback="reload")
             self.drain()
@@ -238,12 +246,26 @@ class Syncer:
             self.reload_pending = True  # the file is written: HAProxy must catch up, now or later
             return None
         if self.behind is not None:
+            plan.text  # noqa: B018 - rendered here: the render's cache is this thread's alone
             self.behind.submit(plan)
         else:
             self._write(plan.text, plan.live)
             self._settled(plan)
         log.info("runtime.updated", slots=len(todo), backends=sorted({c.backend for c in todo})[:10])
         return len(todo)
+
+
+def _quick(running: model.Topology, topology: model.Topology, previous: Optional[slots.Layout],
+           layout: slots.Layout) -> bool:
+    """Only Pods moved, between slots HAProxy already has: the backends are those HAProxy runs but
+    for their servers, each keeps its slot count, and some slot changed. Decided from the model,
+    before any text is rendered (a Runtime API update need not wait for the render)."""
+    if previous is None or len(running.backends) != len(topology.backends) or not slots.same_shape(previous, layout):
+        return False
+    if not all(a is b or (a.name == b.name and reassemble.same_but_servers(a, b))
+               for a, b in zip(running.backends, topology.backends)):
+        return False
+    return any(layout[name] is not previous[name] and layout[name] != previous[name] for name in layout)
 
 
 def _uids(problems: Tuple[model.Problem, ...], services: Tuple[dict, ...]) -> Dict[Tuple[str, str], str]:

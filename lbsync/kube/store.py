@@ -89,20 +89,28 @@ class Store:
 
     def snapshot(self) -> Snapshot:
         """Everything kept, as a poll would have listed it (sorted; endpoints only of listed Services)."""
-        found: Dict[str, List[Dict[str, Any]]] = defaultdict(list)  # by resource plural
+        found: Dict[str, List[Tuple[Key, Dict[str, Any]]]] = defaultdict(list)  # by resource plural
         with self._lock:
             version = "watch:%s:%d" % (self._id, self._generation)
             for resource, objects in self._mirrors.values():
-                found[resource[1]].extend(objects.values())
-        services = sorted(found[SERVICES[1]], key=_key)
-        wanted = {_key(s) for s in services}
-        slices = [s for s in found[SLICES[1]] if _slice_owner(s) in wanted]
-        endpoints = [e for e in found[ENDPOINTS[1]] if _key(e) in wanted]
-        return Snapshot(services=tuple(services), endpoint_slices=tuple(sorted(slices, key=_key)),
-                        endpoints=tuple(sorted(endpoints, key=_key)),
-                        nodes=tuple(sorted(found[NODES[1]], key=_key)), version=version)
+                found[resource[1]].extend(objects.items())
+        for pairs in found.values():
+            pairs.sort(key=_first)  # keys are unique: (namespace, name) within a resource
+        wanted = {k for k, _ in found[SERVICES[1]]}
+        return Snapshot(services=_objects(found[SERVICES[1]]),
+                        endpoint_slices=tuple([o for k, o in found[SLICES[1]] if _slice_owner(k, o) in wanted]),
+                        endpoints=tuple([o for k, o in found[ENDPOINTS[1]] if k in wanted]),
+                        nodes=_objects(found[NODES[1]]), version=version)
 
 
-def _slice_owner(obj: Dict[str, Any]) -> Key:
+def _first(pair: Tuple[Key, Any]) -> Key:
+    return pair[0]
+
+
+def _objects(pairs: List[Tuple[Key, Dict[str, Any]]]) -> Tuple[Dict[str, Any], ...]:
+    return tuple([o for _, o in pairs])
+
+
+def _slice_owner(key: Key, obj: Dict[str, Any]) -> Key:
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    return _key(obj)[0], str(labels.get(SERVICE_NAME_LABEL, ""))
+    return key[0], str(labels.get(SERVICE_NAME_LABEL, ""))

@@ -6,6 +6,7 @@ success, not a refusal that falls back to a reload, on every version we test.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -99,3 +100,41 @@ def test_address_already_held_causes_no_reload(running):
     assert (result.runtime_updates, result.runtime_fallbacks, result.reloaded) == (1, 0, False)
     assert (proc.worker_pids(), reload_count(proc)) == (workers, reloads)
     assert ready(servers(proc)["s3"])
+
+
+def test_a_pod_move_reaches_haproxy_before_the_text_is_rendered(running):
+    """Only Pods moved: the plan says so from the model (`quick`), and HAProxy holds the new
+    Pod by the time the config text is rendered (the render waits, not the traffic)."""
+    syncer, proc, cluster = running
+    write_cluster(cluster, PODS + [NEW])
+    plan = syncer.plan()
+    assert plan.quick and "text" not in vars(plan)  # decided without rendering
+    seen_at_render = []
+    render = syncer.cache.render
+
+    def observed(*args, **kw):
+        seen_at_render.append(held(proc, "s3", (NEW, "8080"), timeout=0.5))
+        return render(*args, **kw)
+
+    syncer.cache.render = observed
+    result = syncer.run_plan(plan)
+    assert seen_at_render == [(NEW, "8080")]
+    assert (result.runtime_updates, result.reloaded) == (1, False)
+    assert f"server s3 {NEW}:8080" in open(syncer.path).read()
+
+
+def test_a_template_showing_more_than_server_lines_is_reloaded(running, tmp_path):
+    """A template of one's own that prints something of the servers outside their lines (here a
+    count): the Runtime API update is not the whole change, so HAProxy is reloaded onto the file."""
+    syncer, proc, cluster = running
+    bundled = open(syncer.renderer.template_path).read()
+    mine = tmp_path / "mine.cfg.j2"
+    mine.write_text(bundled + "# servers:{% for b in backends %} {{ b.servers|length }}{% endfor %}\n")
+    syncer = sync.Syncer(dataclasses.replace(syncer.settings, template=str(mine)))
+    assert syncer.run().reloaded  # onto the template's first config
+    write_cluster(cluster, PODS + [NEW])
+    plan = syncer.plan()
+    assert plan.quick  # the model cannot tell...
+    result = syncer.run_plan(plan)
+    assert (result.runtime_fallbacks, result.reloaded) == (1, True)  # ...the text can
+    assert "# servers: 3\n" in open(syncer.path).read()
