@@ -19,6 +19,8 @@ import tempfile
 import time
 from typing import List, Optional, Sequence, Tuple
 
+from tests.helpers.loopback import outside
+
 HAPROXY = os.environ.get("TEST_HAPROXY_BINARY") or shutil.which("haproxy") or "/usr/sbin/haproxy"
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; stay clear of it
 
@@ -111,7 +113,19 @@ class HAProxyProcess:
         assert self.proc is not None, "not started"
         return self.proc.pid
 
+    def _loopback_only(self, when: str) -> None:
+        """The suite's network rule (tests/helpers/loopback.py): refuse to run, or fail the test."""
+        try:
+            with open(self.cfg_path) as f:
+                bad = outside(f.read())
+        except OSError:
+            return  # no config yet: haproxy itself will say so
+        if bad:
+            raise AssertionError(f"a live HAProxy {when} a config with servers outside loopback "
+                                 f"(health checks are traffic): {bad[:5]}")
+
     def start(self, timeout: float = 10.0) -> "HAProxyProcess":
+        self._loopback_only("refuses to start with")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -162,7 +176,9 @@ class HAProxyProcess:
             pass
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the master and all workers; SIGKILL whatever lingers. Idempotent."""
+        """Terminate the master and all workers; SIGKILL whatever lingers. Idempotent. Fails
+        the test if the config it ran last has servers outside loopback."""
+        ran = self.proc is not None
         if self.proc is not None:
             self._kill_group(signal.SIGTERM)
             try:
@@ -175,6 +191,8 @@ class HAProxyProcess:
         if self._short_dir:
             shutil.rmtree(self._short_dir, ignore_errors=True)
             self._short_dir = None
+        if ran:
+            self._loopback_only("ran")
 
     def __enter__(self) -> "HAProxyProcess":
         return self.start()
