@@ -319,15 +319,18 @@ def section(env: Dict, command: str, lat: Dict[int, Dict],  idle_: Optional[Dict
                 x["requests_ok"], x["requests_failed"], "%.2f -> %.2f" % (x["load_before"][0], x["load_after"][0])
                 if "load_before" in x else "not recorded"))
     out += ["", "A watch event reaches lbsync within a few milliseconds (the fake API writes it as one chunk; "
-            "lbsync wakes its loop at once). What remains is one pass: the incremental model and render "
-            "(issue 11: only the changed Service is built and rendered again, but conflicts, frontends and "
-            "the slot layout still cover every Service), the comparison with what HAProxy runs, then the "
-            "Runtime API. With --watch the checked file write (`haproxy -c`, ~0.5-1 s at 1,000 Services) "
-            "happens behind the Runtime API update in a thread of its own (lbsync/writebehind.py), so the "
-            "next change no longer waits for it; on 2 cores it still competes with the next pass for CPU. "
-            "Polling adds half an interval on average and the list itself. The machine is shared with "
-            "other engineers' work: the load column is the 1-minute load average (2 cores) at the start "
-            "and end of each run."]
+            "lbsync wakes its loop at once). Then one pass, in this order: the store's snapshot, the "
+            "incremental model (only the changed Service's Part is built again; when only servers moved, "
+            "the last pass's settled conflicts are kept, lbsync/reassemble.py), the slot layout, and the "
+            "decision from the model alone that only Pods moved between slots HAProxy has (`Plan.quick`). "
+            "Such a plan goes to the Runtime API before any text is rendered; the render, the check that "
+            "only server lines differ, and the checked file write (`haproxy -c`, ~0.5-1 s at 1,000 "
+            "Services, in a thread of its own: lbsync/writebehind.py) all come after the traffic moved. On "
+            "2 cores they still compete with the next change for CPU. The rest of a sample is the client: "
+            "2 keep-alive threads in this process send ~80 requests/s through HAProxy's round robin over 3 "
+            "Pods, so the new Pod's first request follows its `ready` by a few tens of ms. Polling adds "
+            "half an interval on average and the list itself. The load column is the 1-minute load average "
+            "(2 cores) at the start and end of each run: the machine is shared."]
     if idle_:
         out += ["", "### Idle API cost", "",
                 "The watching daemon left alone for %.1f minutes with the defaults (`--watch-timeout 300`, "
