@@ -3,7 +3,7 @@
 In a real cluster a List's resourceVersion is etcd's global revision and moves with every
 write anywhere (node leases, Events), so a list whose items did not change still has a new
 resourceVersion (kubernetes/kubernetes#118239); its items are the same bytes. The signature
-is the length and a keyed hash of the bytes between `"items":[` and the body's last `]`:
+is the length and a keyed SHA-256 of the bytes between `"items":[` and the body's last `]`:
 '' when the body has more pages (a `continue` token) or another layout. The key is random
 per process (the signatures live only in this process): a collision cannot be made to order.
 """
@@ -29,6 +29,11 @@ class Signer:
         self._failed = False
         self._length = 0
         self._pending = b""  # bytes from the last `]` seen on: maybe after the items' end
+
+    @property
+    def head_done(self) -> bool:
+        """Whether `head` holds all it will (the rest of the body only goes to the hash)."""
+        return self._hash is not None or self._failed
 
     def update(self, chunk: bytes) -> None:
         if self._failed:
@@ -67,7 +72,7 @@ class Signer:
         if not m or b'"continue"' in m.group(1):
             self._failed = True
             return
-        self._hash = hashlib.blake2b(key=_KEY, digest_size=16)
+        self._hash = hashlib.sha256(_KEY)  # keyed by a secret prefix; SHA-256 is the fastest here
         self._feed(head, m.end())  # a whole body in one chunk is not copied
 
 
