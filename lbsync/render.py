@@ -123,7 +123,7 @@ def _compile(path: str) -> Tuple[jinja2.Template, jinja2.Template]:
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(os.path.dirname(path)),
                                   jinja2.FileSystemLoader(bundled_dir("templates"))])
     env = _Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True, loader=loader)
+                       keep_trailing_newline=True, loader=loader)
     env.filters.update(word=word, addr=addr)
     try:
         return env.get_template(os.path.basename(path)), env.get_template(SECTION)

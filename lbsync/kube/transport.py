@@ -110,7 +110,7 @@ class Transport:
     def _chunks(self, resp: requests.Response, url: str, signer: Optional[sig.Signer] = None) -> Iterator[bytes]:
         """A streamed body's chunks, counted (and signed); failures as ApiError."""
         try:
-            for chunk in resp.iter_content(1 << 18):
+            for chunk in resp.iter_content(1 << 20):
                 self.bytes += len(chunk)
                 if signer is not None:
                     signer.update(chunk)
