@@ -184,8 +184,8 @@ class Transport:
 
 def _text(chunks: Iterator[bytes]) -> str:
     """A body's text (UTF-8, bad bytes replaced, as bytes.decode gives), decoded as it streams
-    in: its bytes are never whole in memory beside its text (at 5,000 Services, 16 MB less at
-    the peak of a pass), and StringIO hands over the text it built without a copy."""
+    in: its bytes are never whole in memory beside its text (16 MB each for the EndpointSlices
+    of 5,000 Services), and StringIO hands over the text it built without a copy."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     with io.StringIO() as buffer:
         for chunk in chunks:
