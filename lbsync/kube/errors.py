@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Dict, Optional, Tuple, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 import requests
 
@@ -152,15 +152,10 @@ def items_signature(body: bytes) -> str:
     return signature.of(body)
 
 
-def slimmer(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
-    """The json object_hook that drops `unused` keys (see _slim)."""
-    return _slim if unused is UNUSED_KEYS else (lambda obj: _slim(obj, unused))
-
-
 def parse_list(text: str, resp: requests.Response, url: str,
                unused: Tuple[str, ...] = UNUSED_KEYS) -> Dict[str, Any]:
     """The decoded List object (without `unused` keys) of a 200 answer's `text`, or ApiMalformed."""
-    hook = slimmer(unused)
+    hook = _slim if unused is UNUSED_KEYS else (lambda obj: _slim(obj, unused))
     try:
         doc = json.loads(text, object_hook=hook)
     except ValueError as e:
