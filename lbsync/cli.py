@@ -7,6 +7,8 @@ naming what was wrong.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import os
 import sys
 from typing import List, Optional
@@ -55,6 +57,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     # a dry run's stdout is the diff: keep log lines on stderr
     logs.setup(settings.log_format, settings.log_level,
                stream=sys.stderr if args.dry_run or args.command else None)
+    if not (args.command or args.once or args.dry_run):
+        return _run(args, settings, config_file)
+    gc_was_on = gc.isenabled()
+    _one_shot()
+    try:
+        return _run(args, settings, config_file)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _run(args: argparse.Namespace, settings: settings_mod.Settings, config_file: Optional[str]) -> int:
     try:
         if args.command == "routes":
             return _routes(settings, output=args.output or "table")
@@ -68,6 +82,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _one_shot() -> None:
+    """A run that makes one pass and exits builds its objects once and keeps them to the end:
+    the cyclic garbage collector would only walk them again and again (~30 ms at 1,000
+    Services), and once more at exit to free what the exit frees anyway (frozen by then).
+    The daemon keeps it."""
+    gc.disable()
+    atexit.unregister(gc.freeze)  # once, however often main() runs in one process
+    atexit.register(gc.freeze)
 
 
 def _once(settings: settings_mod.Settings, *, dry_run: bool) -> int:

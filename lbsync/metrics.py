@@ -5,17 +5,18 @@ OpenMetrics when the scraper asks for it): label values are escaped correctly, a
 the standard process_* (CPU, resident memory, open fds), python_info and python_gc_*
 metrics come with it. Each Metrics has a registry of its own, so two daemons in one
 process (tests) never share values. Thread-safe: the sync loop writes, the HTTP
-server thread reads.
+server thread reads. prometheus_client and http.server are imported only when metrics
+are served or read (a daemon without --metrics-bind never needs them).
 """
 from __future__ import annotations
 
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-import prometheus_client
-from prometheus_client import exposition
+if TYPE_CHECKING:
+    import prometheus_client
 
 # name: (kind, help, label names). The one place a metric is declared: add new ones here,
 # then call Metrics.inc/set/observe by name.
@@ -55,9 +56,6 @@ DEFINITIONS: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
                                             "the API server (an event, a bookmark or a list).", ("resource",)),
 }
 
-_FAMILIES = {"counter": prometheus_client.metrics_core.CounterMetricFamily,
-             "gauge": prometheus_client.metrics_core.GaugeMetricFamily,
-             "summary": prometheus_client.metrics_core.SummaryMetricFamily}
 Labels = Tuple[str, ...]
 
 
@@ -71,11 +69,8 @@ class Metrics:
     def __init__(self, *, unready_after: int = 3) -> None:
         self._values: Dict[Tuple[str, Labels], List[float]] = {}  # [value] or [count, sum]
         self._lock = threading.Lock()
-        self.registry = prometheus_client.CollectorRegistry()
-        for collector in (prometheus_client.ProcessCollector, prometheus_client.PlatformCollector,
-                          prometheus_client.GCCollector):
-            collector(registry=self.registry)
-        self.registry.register(self)
+        self._registry: Optional["prometheus_client.CollectorRegistry"] = None
+        self._registry_lock = threading.Lock()
         self.synced_once = False
         self.consecutive_failures = 0
         self.unready_after = unready_after
@@ -85,6 +80,21 @@ class Metrics:
         self.collectors: List[Callable[[], Iterable[Tuple[str, float, Dict[str, str]]]]] = []
         # called by /healthz: '' when fine, else why lbsync is not healthy
         self.health_checks: List[Callable[[], str]] = []
+
+    @property
+    def registry(self) -> "prometheus_client.CollectorRegistry":
+        """prometheus_client's registry for these values and the standard process_*, python_*
+        metrics, made when first needed (serve() makes it before the first scrape)."""
+        with self._registry_lock:
+            if self._registry is None:
+                import prometheus_client
+                registry = prometheus_client.CollectorRegistry()
+                for collector in (prometheus_client.ProcessCollector, prometheus_client.PlatformCollector,
+                                  prometheus_client.GCCollector):
+                    collector(registry=registry)
+                registry.register(self)
+                self._registry = registry
+            return self._registry
 
     def beat(self) -> None:
         """The sync loop started a pass: it is alive."""
@@ -121,15 +131,18 @@ class Metrics:
         """A sample's current value (0 when never set): `lbsync_syncs_total`, `..._count`, ..."""
         return self.registry.get_sample_value(name, labels) or 0.0
 
-    def collect(self) -> Iterator[prometheus_client.metrics_core.Metric]:
+    def collect(self) -> Iterator["prometheus_client.metrics_core.Metric"]:
         """prometheus_client's Collector protocol: the families that have a value."""
+        from prometheus_client import metrics_core
+        families = {"counter": metrics_core.CounterMetricFamily, "gauge": metrics_core.GaugeMetricFamily,
+                    "summary": metrics_core.SummaryMetricFamily}
         for gauges in self.collectors:  # values only known at scrape time
             for name, value, labels in gauges():
                 self.set(name, value, **labels)
         with self._lock:
             values = {key: list(v) for key, v in self._values.items()}
         for name, (kind, help_text, label_names) in DEFINITIONS.items():
-            family = _FAMILIES[kind](name, help_text, labels=label_names)
+            family = families[kind](name, help_text, labels=label_names)
             found = sorted((labels, v) for (n, labels), v in values.items() if n == name)
             for labels, v in found:
                 if kind == "summary":
@@ -163,6 +176,7 @@ class Metrics:
 
     def text(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
+        from prometheus_client import exposition
         return exposition.generate_latest(self.registry).decode("utf-8")
 
 
@@ -170,6 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         metrics: Metrics = self.server.metrics  # type: ignore[attr-defined]
         if self.path == "/metrics":
+            from prometheus_client import exposition
             encoder, content_type = exposition.choose_encoder(self.headers.get("Accept", ""))
             self._send(200, encoder(metrics.registry), content_type)
         elif self.path == "/healthz":
@@ -206,6 +221,7 @@ def serve(metrics: Metrics, bind: str) -> ThreadingHTTPServer:
     server = cls((host, int(port)), _Handler)
     server.daemon_threads = True
     server.metrics = metrics  # type: ignore[attr-defined]
+    metrics.registry  # noqa: B018 - made now, not at the first scrape
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
 

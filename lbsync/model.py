@@ -143,7 +143,7 @@ class _PodServers:
         self.ready, self.waiting = ready, waiting
 
     def for_port(self, port: dict, report: Reporter) -> Optional[Tuple[Server, ...]]:
-        servers = tuple(sorted(self.ready.get(port.get("name") or "", ()), key=Server.sort_key))
+        servers = endpoints.in_order(self.ready.get(port.get("name") or "", ()))
         if not servers:
             report("", f"port {port['port']} has no ready endpoints; its backend answers 503", "info",
                    code="NoReadyEndpoints")

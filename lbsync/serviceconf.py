@@ -5,7 +5,7 @@ Split from lbsync.model (which decides what is published and settles conflicts).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Dict, Iterable, Optional, Protocol, Set, Tuple
 
 from lbsync import annotations as ann
@@ -70,9 +70,10 @@ class ServiceConf:
         return out
 
     def get(self, key: str, port: dict, default: object = None) -> object:
-        for ref in (str(port.get("port")), port.get("name") or ""):
-            if ref and key in self.ports.get(ref, {}):
-                return self.ports[ref][key]
+        if self.ports:  # most Services have no per-port annotation: 7 calls a port, 10,000 ports
+            for ref in (str(port.get("port")), port.get("name") or ""):
+                if ref and key in self.ports.get(ref, {}):
+                    return self.ports[ref][key]
         return self.service.get(key, default)
 
     def tcp_listen(self, port: dict) -> Optional[int]:
@@ -98,29 +99,26 @@ class ServiceConf:
         servers = source.for_port(port, report)
         if servers is None:
             return None
-        base = Backend(name=f"{ns}_{name}_{number}", namespace=ns, service=name, port=number,
-                       port_name=pname, mode="http", servers=servers,
-                       sticky=bool(self.get("lb.cookie-sticky-session", port, False)),
-                       algorithm=str(self.get("lb.algorithm", port) or "roundrobin"),
-                       check_interval_ms=int(self.get("lb.check-interval", port) or
-                                             self.options.check_interval_ms),
-                       check_path=self.get("lb.check-path", port))  # type: ignore[arg-type]
+        common = dict(name=f"{ns}_{name}_{number}", namespace=ns, service=name, port=number, port_name=pname,
+                      servers=servers, algorithm=str(self.get("lb.algorithm", port) or "roundrobin"),
+                      check_interval_ms=int(self.get("lb.check-interval", port) or self.options.check_interval_ms))
         listen = self.tcp_listen(port)
         if listen is not None:
-            return source.checked(replace(base, mode="tcp", listen_port=listen, sticky=False, check_path=None))
-        backend = self._http(base, port, report)
+            return source.checked(Backend(mode="tcp", listen_port=listen, **common))  # type: ignore[arg-type]
+        backend = self._http(common, port, report)
         return source.checked(backend) if backend is not None else None
 
-    def _http(self, base: Backend, port: dict, report: Reporter) -> Optional[Backend]:
+    def _http(self, common: Dict[str, object], port: dict, report: Reporter) -> Optional[Backend]:
         ssl = bool(self.get("lb.sslTerm", port, False))
         if ssl and not self.options.tls:
-            report(ann.PREFIX + "lb.sslTerm", f"port {base.port}: no TLS certificate is configured "
+            report(ann.PREFIX + "lb.sslTerm", f"port {common['port']}: no TLS certificate is configured "
                    "(tls_cert); route left out", code="TLSWithoutCertificate")
             return None
-        default_prefix = f"/{base.service}-{base.port}" if self.options.path_prefixes else None
-        prefix = self.get("lb.path-prefix", port, default_prefix)  # None: disabled by annotation
-        return replace(base, ssl=ssl, hosts=tuple(self.get("lb.host", port) or ()),  # type: ignore[arg-type]
-                       path_prefix=prefix)  # type: ignore[arg-type]
+        default_prefix = f"/{common['service']}-{common['port']}" if self.options.path_prefixes else None
+        return Backend(mode="http", ssl=ssl, hosts=tuple(self.get("lb.host", port) or ()),  # type: ignore[arg-type]
+                       path_prefix=self.get("lb.path-prefix", port, default_prefix),  # None: disabled by annotation
+                       sticky=bool(self.get("lb.cookie-sticky-session", port, False)),
+                       check_path=self.get("lb.check-path", port), **common)  # type: ignore[arg-type]
 
 
 def _port_refs(spec_ports: Iterable[object]) -> Set[str]:

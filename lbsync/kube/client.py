@@ -215,7 +215,7 @@ class ApiSource:
             if not items:  # continued pages belong to the first page's snapshot
                 rv = str(page_meta.get("resourceVersion") or "")
                 # the list's token: its resourceVersion, and its items' signature, which stays
-                # the same while only the cluster's global revision moves (errors.items_signature)
+                # the same while only the cluster's global revision moves (lbsync.kube.signature)
                 rv = "%s/%s" % (rv, doc.get("signature") or "") if rv else ""
             items.extend(doc.get("items") or [])
             token = page_meta.get("continue")

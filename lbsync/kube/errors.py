@@ -14,6 +14,7 @@ import requests
 
 from lbsync.exceptions import (ApiError, ApiForbidden, ApiGone, ApiMalformed, ApiNotFound,
                                ApiServerError, ApiTooManyRequests, ApiUnauthorized, ApiUnreachable)
+from lbsync.kube import signature
 
 BY_STATUS: Dict[int, Type[ApiError]] = {401: ApiUnauthorized, 403: ApiForbidden, 404: ApiNotFound,
                                         410: ApiGone, 429: ApiTooManyRequests}
@@ -144,22 +145,11 @@ def head_version(body: bytes) -> str:
 SERVICE_UNUSED = keeping(("uid",))
 
 
-_HEAD_ITEMS = re.compile(rb'\s*\{[^\[]*?"metadata"\s*:\s*\{([^{}]*)\}\s*,\s*"items"\s*:\s*\[')
-
-
 def items_signature(body: bytes) -> str:
-    """Length and hash of a whole List's items, read without decoding them; '' when the body
-    has more pages or another layout. In a real cluster a List's resourceVersion is etcd's
-    global revision and moves with every write anywhere (node leases, Events), so a list
-    whose items did not change still has a new resourceVersion (kubernetes/kubernetes#118239);
-    its items are the same bytes. The hash is SipHash under this process's random key (the
-    signatures live only in this process): a collision cannot be made to order."""
-    m = _HEAD_ITEMS.match(body, 0, min(len(body), 4096))
-    end = body.rfind(b"]")
-    if not m or b'"continue"' in m.group(1) or end < m.end():
-        return ""
-    region = memoryview(body)[m.end():end]
-    return "%d.%x" % (len(region), hash(region) & 0xFFFFFFFFFFFFFFFF)
+    """Length and keyed hash of a whole List's items (lbsync.kube.signature): the same items
+    under a new list resourceVersion (a real cluster's churn) sign alike; '' when the body
+    has more pages or another layout."""
+    return signature.of(body)
 
 
 def parse_list(text: str, resp: requests.Response, url: str,

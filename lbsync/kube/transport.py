@@ -6,9 +6,11 @@ file, exec plugin) and retries once.
 """
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import warnings
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -17,6 +19,7 @@ from requests.adapters import HTTPAdapter
 
 from lbsync import __version__
 from lbsync.kube import errors
+from lbsync.kube import signature as sig
 from lbsync.kube.credentials import Credentials
 
 USER_AGENT = "lbsync/%s" % __version__
@@ -70,22 +73,58 @@ class Transport:
         `unless_version` (a list token, "resourceVersion/signature"), nothing is decoded: the
         answer only says whether the List still has that resourceVersion or the very same
         items (`{"unchanged": True|False, ...}`). A decoded List has its items' `signature`
-        (errors.items_signature). `unused`: the keys dropped from every object while decoding."""
+        (lbsync.kube.signature). `unused`: the keys dropped from every object while decoding."""
         url = self.display_url(path)
-        resp = self._get(path, params, url)
+        resp = self._get(path, params, url, stream=True)
         if resp.status_code == 401 and self.credentials.refresh():
-            resp = self._get(path, params, url)
+            resp.close()
+            resp = self._get(path, params, url, stream=True)
         if resp.status_code != 200:
+            self._read(resp, url)  # an error answer is small: read it for its Status message
             raise errors.from_response(resp, url)
         if unless_version:  # only asking "did it change?": never decode, the caller lists again
-            rv, _, signature = unless_version.partition("/")
-            same = errors.head_version(resp.content) == rv or bool(
-                signature and errors.items_signature(resp.content) == signature)  # a real cluster's churn
-            return {"metadata": {"resourceVersion": unless_version if same else ""}, "unchanged": same}
-        signature = errors.items_signature(resp.content)
-        text = resp.content.decode("utf-8", "replace")
-        resp._content = b""  # the bytes are not needed once decoded: 20 MB less at the peak of a big list
-        return dict(errors.parse_list(text, resp, url, unused), signature=signature)
+            return self._unchanged(resp, url, unless_version)
+        signer = sig.Signer()
+        text = _text(self._chunks(resp, url, signer))
+        return dict(errors.parse_list(text, resp, url, unused), signature=signer.result())
+
+    def _unchanged(self, resp: requests.Response, url: str, token: str) -> Dict[str, Any]:
+        """Whether a List answer still has the resourceVersion, or the very same items, of
+        `token` ("resourceVersion/signature"), read as it streams in: an unchanged poll of a
+        big cluster never holds its 20 MB body."""
+        rv, _, signature = token.partition("/")
+        signer, chunks = sig.Signer(), self._chunks(resp, url)
+        for chunk in chunks:
+            signer.update(chunk)
+            if signer.head_done:
+                break
+        if errors.head_version(signer.head) == rv:  # the same List: the rest is only read, for the connection
+            for _ in chunks:
+                pass
+            return {"metadata": {"resourceVersion": token}, "unchanged": True}
+        for chunk in chunks:
+            signer.update(chunk)
+        same = bool(signature and signer.result() == signature)  # a real cluster's churn
+        return {"metadata": {"resourceVersion": token if same else ""}, "unchanged": same}
+
+    def _chunks(self, resp: requests.Response, url: str, signer: Optional[sig.Signer] = None) -> Iterator[bytes]:
+        """A streamed body's chunks, counted (and signed); failures as ApiError."""
+        try:
+            for chunk in resp.iter_content(1 << 20):
+                self.bytes += len(chunk)
+                if signer is not None:
+                    signer.update(chunk)
+                yield chunk
+        except requests.RequestException as e:
+            raise errors.from_exception(e, url, self.timeout) from e
+        finally:
+            resp.close()
+
+    def _read(self, resp: requests.Response, url: str) -> None:
+        """Read a streamed answer whole into `resp.content`."""
+        if resp._content_consumed:  # type: ignore[attr-defined]
+            return
+        resp._content = b"".join(self._chunks(resp, url))
 
     def send(self, method: str, path: str, body: Dict[str, Any], content_type: str) -> requests.Response:
         """POST or PATCH a JSON body (a write: never retried but after a 401 refresh); the 2xx
@@ -141,3 +180,15 @@ class Transport:
         if not stream:
             self.bytes += len(resp.content)
         return resp
+
+
+def _text(chunks: Iterator[bytes]) -> str:
+    """A body's text (UTF-8, bad bytes replaced, as bytes.decode gives), decoded as it streams
+    in: its bytes are never whole in memory beside its text (16 MB each for the EndpointSlices
+    of 5,000 Services), and StringIO hands over the text it built without a copy."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    with io.StringIO() as buffer:
+        for chunk in chunks:
+            buffer.write(decoder.decode(chunk))
+        buffer.write(decoder.decode(b"", True))
+        return buffer.getvalue()

@@ -111,3 +111,16 @@ def test_unknown_env_setting_is_an_error(tmp_path, capsys):
         os.environ.pop("LBSYNC_HTTP_BNID")
     assert "LBSYNC_HTTP_BNID" in capsys.readouterr().err
     assert env_backup is None
+
+
+def test_a_one_shot_run_in_this_process_gives_the_garbage_collector_back(tmp_path, capsys):
+    import gc
+    assert gc.isenabled()
+    assert run("--haproxy-config", str(tmp_path / "haproxy.cfg"), "--once", "--dry-run") == 1
+    assert gc.isenabled()  # off only while the pass ran (lbsync.cli._one_shot)
+    gc.disable()
+    try:
+        run("--haproxy-config", str(tmp_path / "haproxy.cfg"), "--once", "--dry-run")
+        assert not gc.isenabled()  # a caller's own choice is kept
+    finally:
+        gc.enable()

@@ -30,3 +30,26 @@ def test_paged_or_unexpected_bodies_have_no_signature():
     reordered = b'{"kind":"ServiceList","items":[],"metadata":{"resourceVersion":"9"}}'
     assert errors.items_signature(reordered) == ""
     assert errors.items_signature(b"<html>oops</html>") == ""
+
+
+def test_a_body_signed_as_it_streams_in_signs_as_the_whole_body():
+    from lbsync.kube import signature
+    big = body([{"metadata": {"name": "s%d" % i, "uid": "u%d" % i}, "spec": {"ports": [[i], []]}}
+                for i in range(500)])
+    whole = signature.of(big)
+    assert whole and whole == errors.items_signature(big)
+    for size in (1, 13, 4096, 4097, 65536):
+        signer = signature.Signer()
+        for start in range(0, len(big), size):
+            signer.update(big[start:start + size])
+        assert signer.result() == whole
+        assert signer.head == big[:signature.HEAD]  # what head_version reads
+
+
+def test_a_streamed_paged_or_cut_body_has_no_signature():
+    from lbsync.kube import signature
+    for raw in (body(ITEMS, **{"continue": "abc"}), b'{"metadata":{},"items":[', b""):
+        signer = signature.Signer()
+        for start in range(0, len(raw), 7):
+            signer.update(raw[start:start + 7])
+        assert signer.result() == ""
