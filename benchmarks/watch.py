@@ -278,6 +278,10 @@ def soak(rig: Rig, minutes: float, drop_every: float, seed: int = 5) -> Dict:
         time.sleep(5.0)  # the last change settles
         m = rig.metric_values()
         live = open(rig.cfg).read()
+        # why HAProxy was reloaded, and what lbsync warned of (its log says; the metrics only count)
+        reasons = [e.get("reason") for e in lb.events if e.get("event") == "haproxy.reloaded"]
+        warned = sorted({e.get("event") for e in lb.events if e.get("level") in ("warning", "error")
+                         and e.get("event") != "service.problem"})
     fresh = fresh_once(rig, None)  # slots allocated from scratch
     over_copy = fresh_once(rig, live)  # given the live file's slots, as after a restart
     warm = [s for s in samples if s["t_s"] >= min(300.0, minutes * 60 / 3)]
@@ -291,6 +295,7 @@ def soak(rig: Rig, minutes: float, drop_every: float, seed: int = 5) -> Dict:
             "resync_differences": sum(v for k, v in m.items()
                                       if k.startswith("lbsync_watch_resync_differences_total")),
             "reloads": sum(v for k, v in m.items() if k.startswith('lbsync_reloads_total{result="success"')),
+            "reload_reasons": reasons, "warnings": warned,
             "failed_syncs": m.get('lbsync_syncs_total{result="failed"}', 0.0)}
 
 
@@ -357,6 +362,9 @@ def section(env: Dict, command: str, lat: Dict[int, Dict],  idle_: Optional[Dict
                     soak_["fds_first"], soak_["fds_last"], soak_["fds_max"]),
                 "| endpoint changes / reloads / failed passes | %d / %d / %d |" % (
                     soak_["changes"], soak_["reloads"], soak_["failed_syncs"]),
+                "| why HAProxy was reloaded; what lbsync warned of | %s; %s |" % (
+                    "; ".join(soak_["reload_reasons"]) if "reload_reasons" in soak_ else "not recorded by this run",
+                    "not recorded" if "warnings" not in soak_ else ", ".join(soak_["warnings"]) or "nothing"),
                 "| relists | %s |" % ", ".join("%s %d" % (re.sub(r"lbsync_watch_relists_total", "", k), v)
                                                for k, v in sorted(soak_["relists"].items())),
                 "| resyncs that found a lost event | %d |" % soak_["resync_differences"],

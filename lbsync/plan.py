@@ -80,8 +80,9 @@ class Plan:
         return (not slots.same_shape(self.previous, self.layout)
                 or not slots.only_servers_differ(self.text, self.live))
 
-    def why(self) -> str:
-        """Why this change needs a reload, in words for the log."""
+    def why(self, running_known: bool = True) -> str:
+        """Why this change needs a reload, in words for the log. `running_known`: whether the
+        running HAProxy is known to run the live file (else even a Pod move is reloaded)."""
         # slot counts only: the live file's Servers are not built for a log line
         before = ({k: len(v) for k, v in self.parsed.items()} if self.parsed is not None
                   else slots.shape(self.live))
@@ -91,6 +92,9 @@ class Plan:
         parts = [f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
                  for label, names in (("backends added", added), ("backends removed", removed),
                                       ("server slots resized", grown)) if names]
+        if not parts and not running_known and not self.structural:
+            return ("only Pods moved, but HAProxy is not known to run the live file yet (lbsync's "
+                    "first pass since it started, or a reload that failed)")
         return "; ".join(parts) or "routing or settings changed"
 
     def result(self, **kw) -> Result:

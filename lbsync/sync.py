@@ -175,7 +175,7 @@ class Syncer:
         # after a refused runtime update the file is already written: no second stage and check
         self.drain()
         self._write(plan.text, plan.text if fallbacks else plan.live)
-        reloaded = self._reload(f"{reason}: {plan.why()}" if plan.live else f"{reason}: first config")
+        reloaded = self._reload(f"{reason}: {plan.why(self.in_sync)}" if plan.live else f"{reason}: first config")
         self._settled(plan)
         return plan.result(written=True, reloaded=reloaded, reason=reason, runtime_fallbacks=fallbacks)
 

@@ -274,3 +274,19 @@ def test_assign_keeps_a_backend_whose_pods_stayed_and_moves_one_whose_pods_chang
     assert slots.assign([b, a, a], previous) == previous
     assert slots.assign([a, c], previous) == (c, None, a, None)  # b's slot is not reused first
     assert slots.assign([a, Server("10.0.0.2", 80, 5)], previous) == (None, Server("10.0.0.2", 80, 5), a, None)
+
+
+@needs_haproxy
+def test_a_pod_move_before_haproxy_is_known_to_run_the_file_is_reloaded_and_says_why(env):
+    """A new lbsync does not know what the running HAProxy holds: its first pass reloads even a
+    Pod move (the Runtime API could only be trusted against a known state), and says so."""
+    tmp, cluster, s = env
+    s = settings_mod.Settings(**{**vars(s), "runtime_socket": str(tmp / "admin.sock")})
+    syncer, _ = make(s)
+    syncer.run()  # the file HAProxy will read
+    write_cluster(cluster, ["10.0.0.1", "10.0.0.3"])
+    restarted, reloader = make(s, runtime=haproxy.RuntimeApi(str(tmp / "admin.sock")))
+    plan = restarted.plan()
+    assert not plan.quick and not plan.structural
+    assert restarted.run_plan(plan).reloaded
+    assert "only Pods moved, but HAProxy is not known to run the live file yet" in reloader.reasons[0]
