@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Tuple
 
-from lbsync import incremental, model, slots
+from lbsync import incremental, model, reassemble, slots
 from lbsync.exceptions import SourceError
 
 
@@ -57,7 +57,7 @@ class Plan:
     uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)
     objects: Optional[incremental.Fingerprint] = None  # every object's uid and resourceVersion
     parsed: Optional[slots.Layout] = None  # the live file's layout, if the pass needed it
-    quick: bool = False  # only Pods moved, between slots HAProxy has: see Syncer._quick
+    quick: bool = False  # only Pods moved, between slots HAProxy has: see only_pods_moved
 
     @functools.cached_property
     def text(self) -> str:
@@ -102,3 +102,16 @@ class Plan:
         return Result(changed=self.changed, backends=len(t.backends), servers=t.server_count,
                       problems=t.problems, api_requests=self.api_requests, api_bytes=self.api_bytes,
                       duration_s=time.monotonic() - self.started, uids=self.uids, **kw)
+
+
+def only_pods_moved(running: model.Topology, topology: model.Topology, previous: Optional[slots.Layout],
+                    layout: slots.Layout) -> bool:
+    """Only Pods moved, between slots HAProxy already has: the backends are those HAProxy runs but
+    for their servers, each keeps its slot count, and some slot changed. Decided from the model,
+    before any text is rendered (a Runtime API update need not wait for the render)."""
+    if previous is None or len(running.backends) != len(topology.backends) or not slots.same_shape(previous, layout):
+        return False
+    if not all(a is b or (a.name == b.name and reassemble.same_but_servers(a, b))
+               for a, b in zip(running.backends, topology.backends)):
+        return False
+    return any(layout[name] is not previous[name] and layout[name] != previous[name] for name in layout)

@@ -80,6 +80,10 @@ class Renderer:
         self.frame = frame
         path = template or os.path.join(bundled_dir("templates"), "haproxy.cfg.j2")
         self.template_path = os.path.abspath(path)
+        # the bundled template writes nothing of a backend outside its section but its name, mode
+        # and TCP port: lbsync.incremental may then splice a changed section into the last text
+        self.bundled = self.template_path == os.path.abspath(os.path.join(bundled_dir("templates"),
+                                                                          "haproxy.cfg.j2"))
         self.errors_dir = os.path.abspath(errors_dir or bundled_dir("errors"))
         self.errorfiles = _errorfiles(self.errors_dir)
         self._template, self._section = _compile(self.template_path)

@@ -91,15 +91,16 @@ def change(rnd, src, i):
         src.put(endpoints(rnd, s), identity=False)  # a hand-written object: never reused
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(st.randoms(use_true_random=False))
-def test_incremental_passes_give_the_bytes_of_a_cold_pass(tmp_path, rnd):
+@given(st.randoms(use_true_random=False), st.booleans())
+def test_incremental_passes_give_the_bytes_of_a_cold_pass(tmp_path, rnd, watch):
+    """With a watch the last text is kept and changed sections are spliced into it."""
     random.seed(rnd.random())
     src = MemorySource()
     for i in range(8):
         change(rnd, src, i)
-    warm = sync.Syncer(settings_for(tmp_path), source=src)
+    warm = sync.Syncer(settings_for(tmp_path, watch=watch), source=src)
     for step in range(25):
         change(rnd, src, 8 + step % 6)
         got = warm.plan()
@@ -118,7 +119,7 @@ def test_one_endpoint_change_rebuilds_and_rerenders_only_that_service(tmp_path):
         s["metadata"]["annotations"] = {}  # no conflicts: every Service has its own backends
         src.put(s)
         src.put(endpoints(rnd, s))
-    warm = sync.Syncer(settings_for(tmp_path), source=src)
+    warm = sync.Syncer(settings_for(tmp_path, watch=True), source=src)
     first = warm.plan()
     assert first.text  # rendered when first asked
     assert warm.cache.parts_built == 30 and warm.cache.sections_rendered == len(first.topology.backends)
@@ -131,6 +132,7 @@ def test_one_endpoint_change_rebuilds_and_rerenders_only_that_service(tmp_path):
     assert "10.9.9.9:8080" in plan.text
     assert warm.cache.parts_built == 1 and warm.cache.sections_rendered == ports
     assert warm.cache.patched  # conflicts not settled again: only servers moved
+    assert warm.cache.spliced  # nor the file around the sections rendered again
     assert plan.text == sync.Syncer(settings_for(tmp_path), source=src).plan().text
     src.put(svc("s7", target["metadata"]["namespace"], annotations={"lb.host": "new.example.com"}))
     plan = warm.plan()
@@ -199,6 +201,7 @@ def test_a_template_of_ones_own_sees_whole_views_of_unchanged_backends(tmp_path)
     src.put(slice_("web", "a", ready=["10.0.0.3"]))
     text = warm.plan().text
     assert warm.cache.sections_rendered == 1  # api's view is the kept one
+    assert not warm.cache.spliced  # a template of one's own may write servers anywhere: rendered whole
     assert text == warm.renderer.render(model.build(src.fetch(), warm.options))
     assert "api.example.com']\n    server s1 10.0.0.1:8080\n    server s2 10.0.0.2:8080" in text
 
