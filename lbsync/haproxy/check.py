@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from lbsync.exceptions import HAProxyCheckFailed, HAProxyError, HAProxyNotFound
 
@@ -98,28 +99,43 @@ def check_config(path: str, *, binary: str = "haproxy", timeout: float = 30.0) -
 
 
 def version(binary: str = "haproxy", *, timeout: float = 10.0) -> Tuple[int, int, int]:
-    """(major, minor, patch) parsed from `haproxy -v`; a dev build such as 2.9-dev3 -> (2, 9, 0)."""
-    try:
-        proc = _run([binary, "-v"], timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise HAProxyError(f"{binary} -v timed out after {timeout:g}s") from exc
-    output = _decode(proc.stdout)
-    match = _VERSION.search(output)
-    if proc.returncode != 0 or match is None:
-        raise HAProxyError(f"cannot read the version from `{binary} -v`: {_tail(output) or 'no output'}")
+    """(major, minor, patch) from the first line of `haproxy -vv` (`-v`'s line); a dev build such
+    as 2.9-dev3 -> (2, 9, 0)."""
+    match = _VERSION.search(build_info(binary, timeout=timeout))
+    assert match is not None  # build_info checked it
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
 
 
-def has_prometheus_exporter(binary: str = "haproxy", *, timeout: float = 10.0) -> bool:
-    """Whether `haproxy -vv` lists the built-in Prometheus exporter service (USE_PROMEX builds:
-    Debian's 2.6, the official 3.x images); HAProxyError when the binary cannot be asked."""
+def build_info(binary: str = "haproxy", *, timeout: float = 10.0) -> str:
+    """`haproxy -vv`: the version and the build options. Asked once per binary file (its path,
+    inode and modification time): a pass that needs both, and every later one, run it once."""
+    path = shutil.which(binary) or binary
+    try:
+        st = os.stat(path)
+        key: Optional[Tuple[str, int, int]] = (os.path.abspath(path), st.st_ino, st.st_mtime_ns)
+    except OSError:
+        key = None  # not found: _run says so
+    if key is not None and key in _INFO:
+        return _INFO[key]
     try:
         proc = _run([binary, "-vv"], timeout)
     except subprocess.TimeoutExpired as exc:
         raise HAProxyError(f"{binary} -vv timed out after {timeout:g}s") from exc
     output = _decode(proc.stdout)
     if proc.returncode != 0 or not _VERSION.search(output):
-        raise HAProxyError(f"cannot read the build options from `{binary} -vv`: {_tail(output) or 'no output'}")
+        raise HAProxyError(f"cannot read the version from `{binary} -vv`: {_tail(output) or 'no output'}")
+    if key is not None:
+        _INFO[key] = output
+    return output
+
+
+_INFO: Dict[Tuple[str, int, int], str] = {}
+
+
+def has_prometheus_exporter(binary: str = "haproxy", *, timeout: float = 10.0) -> bool:
+    """Whether `haproxy -vv` lists the built-in Prometheus exporter service (USE_PROMEX builds:
+    Debian's 2.6, the official 3.x images); HAProxyError when the binary cannot be asked."""
+    output = build_info(binary, timeout=timeout)
     services = [line.partition(":")[2].split() for line in output.splitlines()
                 if line.strip().startswith("Available services")]
     return any("prometheus-exporter" in names for names in services) or "+PROMEX" in output.split()

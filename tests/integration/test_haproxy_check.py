@@ -1,10 +1,12 @@
 """`haproxy -c` through lbsync.haproxy.check, against the real binary."""
 from __future__ import annotations
 
+import os
 import stat
 
 import pytest
 
+from lbsync import haproxy
 from lbsync.exceptions import HAProxyCheckFailed, HAProxyError, HAProxyNotFound
 from lbsync.haproxy.check import check_config, version
 from tests.helpers.haproxy_proc import HAPROXY, haproxy_available, http_config
@@ -107,3 +109,21 @@ def test_version_garbage(tmp_path):
     fake = _script(tmp_path / "fake-haproxy", "echo hello")
     with pytest.raises(HAProxyError, match="cannot read the version"):
         version(fake)
+
+
+def test_version_and_build_options_ask_the_binary_once_until_it_changes(tmp_path):
+    """`haproxy -vv` serves both questions, once per binary file: a new binary is asked again."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "haproxy"
+    fake.write_text("#!/bin/sh\necho \"$@\" >> %s\n"
+                    "echo 'HAProxy version 2.8.5-1 2023/12/01 - https://haproxy.org/'\n"
+                    "echo 'Available services : prometheus-exporter'\n" % calls)
+    fake.chmod(0o755)
+    assert haproxy.version(str(fake)) == (2, 8, 5)
+    assert haproxy.has_prometheus_exporter(str(fake))
+    assert calls.read_text() == "-vv\n"
+    fake.write_text(fake.read_text().replace("2.8.5-1", "3.0.11-1").replace("prometheus-exporter", ""))
+    os.utime(fake, ns=(0, 10**18))  # a new binary in place: another modification time
+    assert haproxy.version(str(fake)) == (3, 0, 11)
+    assert not haproxy.has_prometheus_exporter(str(fake))
+    assert calls.read_text() == "-vv\n-vv\n"
