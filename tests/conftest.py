@@ -12,6 +12,7 @@ import os
 import pytest
 import structlog
 
+from lbsync.haproxy.check import forget_build_info
 from tests.fakeapi.fixtures import fake_api, fake_api_tls, fake_tls_material  # noqa: F401
 
 HELPERS = "tests.helpers.haproxy_proc"
@@ -36,6 +37,13 @@ def pytest_collection_modifyitems(config, items):
         module = getattr(item, "module", None)
         if item.nodeid in recorded or (module is not None and _uses_helpers(module)):
             item.add_marker(pytest.mark.haproxy)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_haproxy_build_info():
+    """lbsync asks `haproxy -vv` once per binary file per process: each test asks afresh, so the
+    first run's recording wrapper sees every test that uses the binary, whatever the order."""
+    forget_build_info()
 
 
 @pytest.fixture(autouse=True)

@@ -132,6 +132,11 @@ def build_info(binary: str = "haproxy", *, timeout: float = 10.0) -> str:
 _INFO: Dict[Tuple[str, int, int], str] = {}
 
 
+def forget_build_info() -> None:
+    """Ask every binary again (a test that must see the binary run)."""
+    _INFO.clear()
+
+
 def has_prometheus_exporter(binary: str = "haproxy", *, timeout: float = 10.0) -> bool:
     """Whether `haproxy -vv` lists the built-in Prometheus exporter service (USE_PROMEX builds:
     Debian's 2.6, the official 3.x images); HAProxyError when the binary cannot be asked."""
