@@ -10,8 +10,8 @@ The rule: a Part is reused while every object it was built from has the same uid
 resourceVersion and the model options are equal; a section while its backend and its server
 slots are equal. Objects without uid or resourceVersion (hand-written manifests) are never
 reused. The key covers every field of `model.Group` (the whole input of `model.part`: for a
-Service served through nodePorts that includes the node pool's version), so a new input added
-there is in the key without more code.
+Service served through nodePorts that includes the node pool's version); a field added there
+fails `group_key` loudly until it is in the key.
 Model and render stay pure: they know nothing of this module.
 """
 from __future__ import annotations
@@ -40,35 +40,17 @@ def fingerprint(snapshot: Snapshot) -> Optional[Fingerprint]:
 
 def group_key(g: model.Group) -> Optional[Tuple[Hashable, ...]]:
     """What a Group's Part depends on: objects by identity, other fields by value; None when
-    an object has no identity."""
-    try:  # the usual case, fast: every object of 1,000s of Groups has its uid and resourceVersion
-        return _fast_key(g)
+    an object has no identity (its Part is then never reused)."""
+    owner, service, slices, eps, pool = g  # a field added to Group must be added here: unpacking fails
+    try:  # runs for every Group of every pass: 1,000s of objects, each with uid and resourceVersion
+        return (owner, _ids(service["metadata"]) if service is not None else None,
+                tuple([_ids(o["metadata"]) for o in slices]), tuple([_ids(o["metadata"]) for o in eps]), pool)
     except (KeyError, TypeError, ValueError):
-        pass
-    key: List[Hashable] = []
-    for value in g:
-        if isinstance(value, dict):
-            value = identity(value)
-            if value is None:
-                return None
-        elif isinstance(value, tuple) and any(isinstance(o, dict) for o in value):
-            value = tuple(identity(o) for o in value)
-            if None in value:
-                return None
-        key.append(value)
-    return tuple(key)
-
-
-def _fast_key(g: model.Group) -> Tuple[Hashable, ...]:
-    """group_key for a Group of a known shape whose objects all have both identity fields as
-    non-empty strings (ValueError otherwise: the slow path then decides)."""
-    owner, service, slices, eps, pool = g  # a new Group field fails here, not silently
-    ids = [_ids(service["metadata"]) if service is not None else None,
-           tuple([_ids(o["metadata"]) for o in slices]), tuple([_ids(o["metadata"]) for o in eps])]
-    return (owner, *ids, pool)
+        return None
 
 
 def _ids(meta: dict) -> Tuple[str, str]:
+    """snapshot.identity, raising instead of returning None (faster in this loop)."""
     uid, rv = meta["uid"], meta["resourceVersion"]
     if uid.__class__ is not str or rv.__class__ is not str or not uid or not rv:
         raise ValueError("no identity")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Callable, Mapping, NamedTuple, Optional, Tuple
 
 from lbsync import incremental, model, reassemble, slots
 from lbsync.exceptions import SourceError
@@ -32,6 +32,16 @@ class Result:
     api_bytes: int = 0
     skipped_render: bool = field(default=False)
     uids: Mapping[Tuple[str, str], str] = field(default_factory=dict)  # (namespace, name) -> uid, see Plan
+
+
+class Written(NamedTuple):
+    """What lbsync last wrote into the live file: with the file's identity, what HAProxy runs
+    once it is in sync. Has `layout`, `topology` and `text` like the Plan it came from."""
+
+    file_id: Tuple[int, int, int]
+    layout: slots.Layout
+    topology: model.Topology
+    text: Optional[str]  # kept only with a watch (incremental.Cache.keep_text)
 
 
 class GuardTripped(SourceError):

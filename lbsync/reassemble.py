@@ -51,8 +51,7 @@ class Assembler:
         settled, routes = {}, iter(outcome)
         for p in model.by_age(parts):  # the order assemble settled the routes in
             settled[p.owner] = tuple(None if b is None else index[id(b)] for b in (next(routes) for _ in p.routes))
-        head = (len({p.owner for p in parts if p.denied}) + len(pool.problems if pool is not None else ()) +
-                sum(len(p.problems) for p in parts))  # what part_problems gave: the rest are conflicts
+        head = len(model.part_problems(parts, pool))  # the Problems before settling: the rest are conflicts
         self._last = _Assembled(options, tuple(parts), topology, settled, topology.problems[head:])
         return topology
 

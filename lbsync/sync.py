@@ -16,7 +16,7 @@ from lbsync import haproxy, incremental, model, render, runtime_update, slots, w
 from lbsync.exceptions import LbsyncError, RuntimeApiError
 from lbsync.haproxy.reload import Reloader
 from lbsync.logs import get as get_logger
-from lbsync.plan import GuardTripped, Plan, Result, only_pods_moved
+from lbsync.plan import GuardTripped, Plan, Result, Written, only_pods_moved
 from lbsync.settings import Settings
 from lbsync.snapshot import Snapshot
 from lbsync.textdiff import unified_diff
@@ -53,7 +53,7 @@ class Syncer:
         # (the live file's identity, the layout, topology and text written into it): the next
         # pass's previous layout and live text without reading the file (no extra memory: the
         # Slots are the cache's own, the text the one its next render splices into)
-        self._written: Optional[Tuple[Tuple[int, int, int], slots.Layout, model.Topology, Optional[str]]] = None
+        self._written: Optional[Written] = None
         # Parts and rendered sections kept between passes; with a watch also the last text (a pass
         # then decodes no list, so holding ~5 MB at 5,000 Services does not raise the peak)
         self.cache = incremental.Cache(keep_text=settings.watch)
@@ -99,9 +99,7 @@ class Syncer:
         self._clean_leftovers()
         if plan is None:
             return Result(changed=False, skipped_render=True, reloaded=self._retry_reload(reason, allow_reload))
-        if plan.quick:  # Pods moved: to the Runtime API before the text is rendered
-            return self.apply(plan, reason=reason, allow_reload=allow_reload)
-        if not plan.changed:
+        if not plan.quick and not plan.changed:  # a quick plan: to the Runtime API before any render
             if self.behind is None or self.behind.ahead() is None:  # else its write settles
                 self._settled(plan)
             return plan.result(reloaded=self._retry_reload(reason, allow_reload))
@@ -149,21 +147,19 @@ class Syncer:
             return None  # only the revision moved: no object changed
         # read after the poll: not held while a big list decodes; a text HAProxy runs while
         # its file is still being written is what this pass compares with
-        written = self._written if self._written is not None and self._written[0] == file_id else None
-        live = ahead.text if ahead is not None else written[3] if written is not None and written[3] is not None \
-            else haproxy.read(self.path)
+        written = self._written if self._written is not None and self._written.file_id == file_id else None
+        running = ahead if ahead is not None else written  # what HAProxy runs: layout, topology, text
+        live = running.text if running is not None and running.text is not None else haproxy.read(self.path)
         cost = (snapshot.version, snapshot.requests, snapshot.bytes)
         topology = self.cache.topology(snapshot, self.options)
         uids = _uids(topology.problems, snapshot.services) if self._wants_uids else {}
         del snapshot  # the raw objects are done with: free them before rendering (peak memory)
         spares = self.runtime is not None  # only a Runtime API can fill spare slots
-        running = (ahead.layout, ahead.topology) if ahead is not None else written[1:3] \
-            if written is not None else None  # what HAProxy runs
-        previous = None if not spares else running[0] if running is not None else slots.parse(live)
+        previous = None if not spares else running.layout if running is not None else slots.parse(live)
         layout = slots.layout({b.name: b.servers for b in topology.backends}, previous or {}, spares=spares)
         cache, renderer = self.cache, self.renderer
         quick = spares and running is not None and self.in_sync and \
-            only_pods_moved(running[1], topology, previous, layout)
+            only_pods_moved(running.topology, topology, previous, layout)
         return Plan(lambda: cache.render(renderer, topology, layout), live, layout, topology, *cost, started,
                     uids, objects, previous, quick)
 
@@ -189,7 +185,7 @@ class Syncer:
         self.in_sync = True
         self._seen = (plan.source_version, _file_id(self.path))
         text = vars(plan).get("text") if self.cache.keep_text else None  # vars(): never renders here
-        self._written = (self._seen[1], plan.layout, plan.topology, text)
+        self._written = Written(self._seen[1], plan.layout, plan.topology, text)
         self._seen_objects = plan.objects
 
     def _guard(self, plan: Plan) -> None:
