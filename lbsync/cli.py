@@ -96,7 +96,7 @@ def _one_shot() -> None:
 
 def _once(settings: settings_mod.Settings, *, dry_run: bool) -> int:
     from lbsync import sync
-    syncer = sync.Syncer(settings)
+    syncer = sync.Syncer(settings, source=sync.make_source(settings))  # no stand-ins: no next pass
     result = syncer.run(dry_run=dry_run, reason="once")
     report(result)
     if not dry_run:

@@ -60,14 +60,15 @@ def _ids(meta: dict) -> Tuple[str, str]:
 class Cache:
     """Parts by group key and rendered backend sections by backend name, from the last pass."""
 
-    def __init__(self, *, keep_text: bool = False) -> None:
-        self.keep_text = keep_text  # keep the last text, to splice changed sections into
+    def __init__(self) -> None:
         self._options: Optional[model.Options] = None
         self._parts: Dict[Tuple[Hashable, ...], model.Part] = {}
         self._assembler = reassemble.Assembler()
         self._renderer: Optional[render.Renderer] = None
         self._sections: Dict[str, Tuple[model.Backend, slots.Slots, str]] = {}
-        self._last: Optional[Tuple[Tuple[model.Backend, ...], str]] = None  # the last render: backends, text
+        # the last render: its backends and its text as pieces, where piece 2i+1 is backend i's
+        # section (the very string in _sections: the text costs no memory beyond the frontends)
+        self._last: Optional[Tuple[Tuple[model.Backend, ...], List[str]]] = None
         self.parts_built = self.sections_rendered = 0  # by the last pass: what it cost
         self.spliced = False  # whether the last render spliced sections into the text before
 
@@ -99,7 +100,7 @@ class Cache:
         each backend's section text is kept (the template's view of it is made again)."""
         if renderer is not self._renderer:
             self._renderer, self._sections, self._last = renderer, {}, None
-        sections, kept, rendered, moved = [], {}, 0, []
+        sections, kept, rendered = [], {}, 0
         for b in topology.backends:
             slot_list = layout[b.name]
             seen = self._sections.get(b.name)
@@ -107,32 +108,43 @@ class Cache:
                 section = seen[2]
             else:
                 section, rendered = renderer.section(b, slot_list), rendered + 1
-                moved.append((seen[2] if seen is not None else None, section))
             kept[b.name] = (b, slot_list, section)
             sections.append(section)
         self._sections, self.sections_rendered = kept, rendered
-        text = self._spliced(renderer, topology.backends, moved)
-        self.spliced = text is not None
-        if text is None:
+        pieces = self._spliced(renderer, topology.backends, sections)
+        self.spliced = pieces is not None
+        if pieces is None:
             text = renderer.render(topology, layout, sections=sections)
-        self._last = (topology.backends, text) if self.keep_text else None
+            pieces = _pieces(text, sections) if renderer.bundled else None
+        else:
+            text = "".join(pieces)
+        self._last = (topology.backends, pieces) if pieces is not None else None
         return text
 
     def _spliced(self, renderer: render.Renderer, backends: Tuple[model.Backend, ...],
-                 moved: List[Tuple[Optional[str], str]]) -> Optional[str]:
-        """The last text with the sections that changed replaced, when only servers changed and
-        the template is the bundled one: it writes nothing of a backend outside its section but
-        its name, mode and TCP port, and frontends of hosts, prefixes and names, so the rest is
-        the same bytes (the property test compares with a cold render). None: render in full."""
+                 sections: List[str]) -> Optional[List[str]]:
+        """The last text's pieces with this pass's sections, when only servers changed and the
+        template is the bundled one: it writes nothing of a backend outside its section but its
+        name, mode and TCP port, and frontends of hosts, prefixes and names, so the rest is the
+        same bytes (the property test compares with a cold render). None: render in full."""
         last = self._last
         if last is None or not renderer.bundled or len(last[0]) != len(backends) or \
                 not all(a is b or reassemble.same_but_servers(a, b) for a, b in zip(last[0], backends)):
             return None
-        text, pieces, at = last[1], [], 0
-        for old, new in moved:  # in the text's order: the template writes sections in backend order
-            found = text.find(old, at) if old is not None else -1
-            if found < 0:
-                return None
-            pieces += [text[at:found], new]
-            at = found + len(old)
-        return "".join(pieces + [text[at:]]) if pieces else text
+        pieces = list(last[1])
+        pieces[1::2] = sections
+        return pieces
+
+
+def _pieces(text: str, sections: List[str]) -> Optional[List[str]]:
+    """`text` cut around its sections, in order (the template writes them in backend order);
+    None when one is not found as it is (a template of one's own)."""
+    out, at = [], 0
+    for section in sections:
+        found = text.find(section, at)
+        if found < 0:
+            return None
+        out += [text[at:found], section]
+        at = found + len(section)
+    out.append(text[at:])
+    return out

@@ -16,7 +16,7 @@ from lbsync import claims, endpoints, nodes
 from lbsync.annotations import Invalid
 from lbsync.endpoints import Server
 from lbsync.serviceconf import ServiceConf
-from lbsync.snapshot import Snapshot
+from lbsync.snapshot import NotRead, Snapshot, Unread
 from lbsync.topology import Backend, Options, Problem, Reporter, Route, Topology
 
 __all__ = ["Backend", "Group", "Options", "Part", "Problem", "Server", "Topology", "assemble", "build",
@@ -76,7 +76,10 @@ def group(snapshot: Snapshot, options: Options, pool: Optional[nodes.Pool] = Non
 
 
 def part(g: Group, options: Options, pool: Optional[nodes.Pool] = None) -> Part:
-    """The routes and Problems of one Service, from its own objects (and the node pool). Pure."""
+    """The routes and Problems of one Service, from its own objects (and the node pool). Pure.
+    Raises NotRead for a stand-in (lbsync.snapshot.Unread): it lacks what a Part is built from."""
+    if g.service.__class__ is Unread or any(o.__class__ is Unread for o in g.slices + g.endpoints):
+        raise NotRead("%s/%s" % g.owner)
     denied: Dict[Tuple[str, str], Set[str]] = {}
     waiting: endpoints.Waiting = {}
     own = Snapshot(endpoint_slices=g.slices, endpoints=g.endpoints)

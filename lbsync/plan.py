@@ -41,7 +41,7 @@ class Written(NamedTuple):
     file_id: Tuple[int, int, int]
     layout: slots.Layout
     topology: model.Topology
-    text: Optional[str]  # kept only with a watch (incremental.Cache.keep_text)
+    text: Optional[str]  # kept only with a watch (Syncer._keep_text)
 
 
 class GuardTripped(SourceError):

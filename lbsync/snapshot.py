@@ -46,3 +46,15 @@ def identity(obj: Any) -> Optional[Tuple[str, str]]:
     uid, rv = meta.get("uid"), meta.get("resourceVersion")
     return (uid, rv) if isinstance(uid, str) and isinstance(rv, str) and uid and rv else None
 
+
+class Unread(dict):
+    """A stand-in for an object a poll did not decode again because its bytes did not change
+    (lbsync.kube.pieces): only its name, namespace, uid, resourceVersion, and the labels and
+    annotations that say which Service it belongs to and how that Service is served. Enough
+    to group it and find its Service's kept Part; `model.part` refuses one (NotRead)."""
+
+
+class NotRead(Exception):
+    """A Service's Part had to be built from an object the source did not decode again (the
+    kept Part was gone): the caller forgets the source's stand-ins and reads again in full."""
+

@@ -18,7 +18,7 @@ from lbsync.haproxy.reload import Reloader
 from lbsync.logs import get as get_logger
 from lbsync.plan import GuardTripped, Plan, Result, Written, only_pods_moved
 from lbsync.settings import Settings
-from lbsync.snapshot import Snapshot
+from lbsync.snapshot import NotRead, Snapshot
 from lbsync.textdiff import unified_diff
 from lbsync.wiring import frame_from, make_reloader, make_source, options_from
 
@@ -32,7 +32,7 @@ class Syncer:
                  runtime: Optional[haproxy.RuntimeApi] = None) -> None:
         self.settings = settings
         self.path = settings.haproxy_config
-        self.source = source if source is not None else make_source(settings)
+        self.source = source if source is not None else make_source(settings, stand_ins=True)
         self.reloader = reloader if reloader is not None else make_reloader(settings)
         self.runtime = runtime if runtime is not None else (
             haproxy.RuntimeApi(settings.runtime_socket) if settings.runtime_socket else None)
@@ -54,9 +54,11 @@ class Syncer:
         # pass's previous layout and live text without reading the file (no extra memory: the
         # Slots are the cache's own, the text the one its next render splices into)
         self._written: Optional[Written] = None
-        # Parts and rendered sections kept between passes; with a watch also the last text (a pass
+        # Parts and rendered sections kept between passes (and the text around the sections)
+        self.cache = incremental.Cache()
+        # with a watch the text written is kept whole, as the next pass's live text (a pass
         # then decodes no list, so holding ~5 MB at 5,000 Services does not raise the peak)
-        self.cache = incremental.Cache(keep_text=settings.watch)
+        self._keep_text = settings.watch
         self.reload_pending = False  # the file is ahead of the running HAProxy
         self.behind: Optional[writebehind.WriteBehind] = None  # see write_behind()
         self._cleaned = False
@@ -150,8 +152,14 @@ class Syncer:
         written = self._written if self._written is not None and self._written.file_id == file_id else None
         running = ahead if ahead is not None else written  # what HAProxy runs: layout, topology, text
         live = running.text if running is not None and running.text is not None else haproxy.read(self.path)
+        try:
+            topology = self.cache.topology(snapshot, self.options)
+        except NotRead as e:  # a stand-in whose Part is no longer kept (a pass failed midway)
+            log.info("source.read_again", service=str(e), why="a Service's kept Part is gone; reading in full")
+            self.source.forget()
+            snapshot = self.source.fetch()
+            topology = self.cache.topology(snapshot, self.options)
         cost = (snapshot.version, snapshot.requests, snapshot.bytes)
-        topology = self.cache.topology(snapshot, self.options)
         uids = _uids(topology.problems, snapshot.services) if self._wants_uids else {}
         del snapshot  # the raw objects are done with: free them before rendering (peak memory)
         spares = self.runtime is not None  # only a Runtime API can fill spare slots
@@ -184,7 +192,7 @@ class Syncer:
     def _settled(self, plan: Plan) -> None:
         self.in_sync = True
         self._seen = (plan.source_version, _file_id(self.path))
-        text = vars(plan).get("text") if self.cache.keep_text else None  # vars(): never renders here
+        text = vars(plan).get("text") if self._keep_text else None  # vars(): never renders here
         self._written = Written(self._seen[1], plan.layout, plan.topology, text)
         self._seen_objects = plan.objects
 

@@ -61,8 +61,10 @@ def _bind_ports(settings: Settings) -> Tuple[int, ...]:
     return tuple(sorted({int(b.rsplit(":", 1)[1]) for b in binds if b}))
 
 
-def make_source(settings: Settings):
-    """The file source for --source, else the Kubernetes API (listed each pass, or watched)."""
+def make_source(settings: Settings, *, stand_ins: bool = False):
+    """The file source for --source, else the Kubernetes API (listed each pass, or watched).
+    `stand_ins`: a polling source hands on unchanged items as stand-ins (for a caller that
+    keeps what it built from them: lbsync.incremental)."""
     if settings.source:
         from lbsync.source import FileSource
         return FileSource(settings.source)
@@ -75,7 +77,7 @@ def make_source(settings: Settings):
                                 backend_mode=settings.backend_mode)
     return kube.ApiSource(creds, namespaces=settings.namespaces, selector=settings.selector,
                           timeout=settings.api_timeout, page_size=settings.page_size,
-                          backend_mode=settings.backend_mode)
+                          backend_mode=settings.backend_mode, stand_ins=stand_ins)
 
 
 def make_reloader(settings: Settings) -> Optional[Reloader]:

@@ -10,11 +10,12 @@ nodePorts (backend mode `nodeport`): one more list per poll, whatever the cluste
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from lbsync import nodes
-from lbsync.exceptions import ApiForbidden, ApiGone, ApiNotFound
-from lbsync.kube import errors
+from lbsync.exceptions import ApiForbidden, ApiNotFound
+from lbsync.kube import errors, lists, pieces
+from lbsync.kube.lists import Resource, path as _path, typed as _typed
 from lbsync.kube.credentials import Credentials
 from lbsync.kube.transport import Transport
 from lbsync.logs import get as get_logger
@@ -23,7 +24,6 @@ from lbsync.snapshot import Snapshot
 log = get_logger("lbsync.kube")
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-MAX_LIST_RESTARTS = 2  # after a 410 Gone on a continue token
 FALLBACK_TTL = 600.0  # seconds to keep using v1 Endpoints before trying EndpointSlices again
 
 # resource -> (path prefix, kind, apiVersion)
@@ -32,7 +32,6 @@ ENDPOINTS = ("/api/v1", "endpoints", "Endpoints", "v1")
 SLICES = ("/apis/discovery.k8s.io/v1", "endpointslices", "EndpointSlice", "discovery.k8s.io/v1")
 NODES = ("/api/v1", "nodes", "Node", "v1")  # cluster-scoped
 NODES_TAG = ";nodes="  # in a Snapshot version: what the node pool was built from
-Resource = Tuple[str, str, str, str]
 NODE_UNUSED = errors.keeping(("status",))  # a Node keeps its addresses (nodes.py reads them)
 
 
@@ -41,7 +40,8 @@ class ApiSource:
 
     def __init__(self, credentials: Credentials, *, namespaces: Sequence[str] = (), selector: str = "",
                  timeout: float = 10.0, page_size: int = 500, fallback_ttl: float = FALLBACK_TTL,
-                 clock: Callable[[], float] = time.monotonic, backend_mode: str = "pod") -> None:
+                 clock: Callable[[], float] = time.monotonic, backend_mode: str = "pod",
+                 stand_ins: bool = False) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self.credentials = credentials
@@ -49,11 +49,17 @@ class ApiSource:
         self.selector = selector
         self.page_size = page_size
         self._transport = Transport(credentials, timeout=timeout)
+        self._lists = lists.Lists(self._transport, page_size)
         self._fallback_ttl = fallback_ttl
         self._clock = clock
         self._fallback_until: Optional[float] = None
         self.backend_mode = backend_mode  # the setting; Services may override it by annotation
         self._nodes_listed: Optional[List[Dict[str, Any]]] = None  # by _unchanged, for _fetch
+        self._readers: Dict[Tuple[str, Optional[str]], pieces.Reader] = {}  # by (resource, namespace)
+        self._pool_digest: Optional[str] = None  # the node pool the readers' stand-ins were read with
+        # hand on unchanged items as stand-ins (lbsync.snapshot.Unread), for a caller that keeps
+        # the Parts it built from them (lbsync.incremental); else every fetch is decoded in full
+        self.stand_ins = stand_ins
 
     def __repr__(self) -> str:
         return "ApiSource(%r, namespaces=%r, selector=%r)" % (self.credentials, self.namespaces, self.selector)
@@ -75,7 +81,7 @@ class ApiSource:
     def list_objects(self, resource: Resource, namespace: Optional[str], selector: str = "",
                      unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Tuple[List[Dict[str, Any]], str]:
         """Every page of one list (in `namespace`, or cluster-wide), and its resourceVersion."""
-        items, token = self._list(resource, namespace, selector, unused)
+        items, token = self._lists.read(resource, namespace, selector, unused)
         return items, token.split("/", 1)[0]  # the token is "resourceVersion/signature"
 
     @property
@@ -92,17 +98,26 @@ class ApiSource:
         resourceVersion it had then, nothing is decoded and the Snapshot has no objects, only
         that version (an unchanged 5,000-Service cluster: no 20 MB of JSON to parse).
         """
-        self._nodes_listed = None  # only ever reused within one poll
-        if unchanged_since:
-            same = self._unchanged(unchanged_since)
-            if same is not None:
-                return same
-        return self._fetch()
+        self._nodes_listed, self._lists.prefetched = None, {}  # only ever reused within one poll
+        requests0, bytes0 = self._transport.requests, self._transport.bytes
+        try:
+            if unchanged_since:
+                same = self._unchanged(unchanged_since)
+                if same is not None:
+                    return same
+            return self._fetch(requests0, bytes0)
+        finally:
+            self._lists.prefetched = {}
+
+    def forget(self) -> None:
+        """Read every item in full at the next fetch (the kept Parts its stand-ins stood for are gone)."""
+        for reader in self._readers.values():
+            reader.forget()
 
     def list_nodes(self) -> Tuple[List[Dict[str, Any]], str]:
         """Every v1 Node (paged; cluster-scoped, so one list whatever `namespaces` says) and the
         list's resourceVersion. Raises the same ApiErrors as the other lists."""
-        return self._list(NODES, None, "", unused=NODE_UNUSED)
+        return self._lists.read(NODES, None, "", unused=NODE_UNUSED)
 
     def _unchanged(self, version: str) -> Optional[Snapshot]:
         version, tagged, node_digest = version.partition(NODES_TAG)
@@ -121,12 +136,14 @@ class ApiSource:
             params = {"limit": str(self.page_size), "resourceVersion": "0"}
             if self.selector and resource is SERVICES:
                 params["labelSelector"] = self.selector
+            path = _path(resource, namespace)
             try:
-                answer = self._transport.get_list(_path(resource, namespace), params, unless_version=rv)
+                answer = self._transport.get_text(path, params, unless_version=rv)
             except (ApiNotFound, ApiForbidden):
                 return None  # the full listing decides about falling back to v1 Endpoints
-            if not answer.get("unchanged"):
-                return None  # something moved: the caller lists everything again
+            if answer is not None:  # something moved: the caller lists everything, this page read already
+                self._lists.prefetched[path] = answer
+                return None
         if tagged:
             # a Node list's resourceVersion moves with every status update: compare what the pool reads
             found, _ = self.list_nodes()
@@ -137,20 +154,20 @@ class ApiSource:
         return Snapshot(version=version, requests=self._transport.requests - requests0,
                         bytes=self._transport.bytes - bytes0)
 
-    def _fetch(self) -> Snapshot:
-        requests0, bytes0 = self._transport.requests, self._transport.bytes
+    def _fetch(self, requests0: int, bytes0: int) -> Snapshot:
         versions: List[str] = []
-        services = self._list_all(SERVICES, versions, self.selector, unused=errors.SERVICE_UNUSED)
+        readers = self._read_all(SERVICES, versions, self.selector, errors.SERVICE_UNUSED)
+        services = [o for r in readers for o in r.current()]  # stand-ins where unchanged: enough here
         listed = len(versions)
         wanted = {(_meta(s, "namespace"), _meta(s, "name")) for s in services}
         want_nodes = nodes.wants_nodes(services, self.backend_mode)
         # externalTrafficPolicy Local needs each endpoint's node
         unused = errors.keeping(("nodeName",)) if want_nodes else errors.UNUSED_KEYS
-        slices: List[Dict[str, Any]] = []
-        endpoints: List[Dict[str, Any]] = []
+        slice_readers: List[pieces.Reader] = []
+        endpoint_readers: List[pieces.Reader] = []
         if self.endpoints_mode == "endpointslices":
             try:
-                slices = [s for s in self._list_all(SLICES, versions, unused=unused) if _slice_owner(s) in wanted]
+                slice_readers = self._read_all(SLICES, versions, "", unused)
             except (ApiNotFound, ApiForbidden) as e:
                 self._fallback_until = self._clock() + self._fallback_ttl
                 log.warning("api.endpointslices_unavailable", status=e.status, error=str(e),
@@ -158,75 +175,67 @@ class ApiSource:
         mode = self.endpoints_mode
         if mode == "endpoints":
             del versions[listed:]  # drop what a failed slice list (one namespace of several) added
-            endpoints = [e for e in self._list_all(ENDPOINTS, versions, unused=unused)
-                         if (_meta(e, "namespace"), _meta(e, "name")) in wanted]
+            slice_readers, endpoint_readers = [], self._read_all(ENDPOINTS, versions, "", unused)
         # Each list's resourceVersion changes whenever any object of that list changes, so
         # equal tokens mean equal answers; a list without one makes the token unknown ('').
         version = "%s:%s" % (mode, ",".join(versions)) if all(versions) else ""
         listed, self._nodes_listed = self._nodes_listed, None
         node_list = (listed if listed is not None else self.list_nodes()[0]) if want_nodes else []
+        pool = nodes.digest(node_list)
         if version and want_nodes:
-            version += NODES_TAG + nodes.digest(node_list)
+            version += NODES_TAG + pool
+        # a Service whose node pool changed is built again: its objects in full
+        every = readers + slice_readers + endpoint_readers
+        dirty = set().union(*(r.dirty() for r in every)) if self.stand_ins and pool == self._pool_digest else None
+        decode = errors.items_decoder(errors.SERVICE_UNUSED)
+        services = _typed(_items(readers, dirty, decode), SERVICES)
+        decode = errors.items_decoder(unused)
+        slices = [s for s in _typed(_items(slice_readers, dirty, decode), SLICES) if _slice_owner(s) in wanted]
+        endpoints = [e for e in _typed(_items(endpoint_readers, dirty, decode), ENDPOINTS)
+                     if (_meta(e, "namespace"), _meta(e, "name")) in wanted]
+        for r in every:
+            r.commit()
+        self._pool_digest = pool
         return Snapshot(services=tuple(services), endpoint_slices=tuple(slices), endpoints=tuple(endpoints),
                         nodes=tuple(node_list),
                         requests=self._transport.requests - requests0, bytes=self._transport.bytes - bytes0,
                         version=version)
 
-    def _list_all(self, resource: Resource, versions: List[str], selector: str = "",
-                  unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> List[Dict[str, Any]]:
-        """The resource cluster-wide, or in each configured namespace; appends each list's RV."""
-        items: List[Dict[str, Any]] = []
+    def _read_all(self, resource: Resource, versions: List[str], selector: str,
+                  unused: Tuple[str, ...]) -> List[pieces.Reader]:
+        """The resource cluster-wide, or in each configured namespace, read item by item
+        (lbsync.kube.pieces); appends each list's token. The readers hold the items, taken
+        (`_items`) once every list of the poll is read."""
+        out = []
         for namespace in self.namespaces or (None,):
-            found, rv = self._list(resource, namespace, selector, unused)
-            items.extend(found)
-            versions.append(rv)
-        return items
-
-    def _list(self, resource: Resource, namespace: Optional[str], selector: str,
-              unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Tuple[List[Dict[str, Any]], str]:
-        path, kind, api_version = _path(resource, namespace), resource[2], resource[3]
-        for attempt in range(MAX_LIST_RESTARTS + 1):
-            try:
-                items, rv = self._pages(path, selector, unused)
-                break
-            except ApiGone:
-                if attempt == MAX_LIST_RESTARTS:
-                    raise
-                log.info("api.list_restarted", path=path, reason="continue token expired (410 Gone)")
-        for item in items:  # list items carry no type; kubectl dumps do, keep both sources alike
-            item.setdefault("kind", kind)
-            item.setdefault("apiVersion", api_version)
-        return items, rv
-
-    def _pages(self, path: str, selector: str, unused: Tuple[str, ...]) -> Tuple[List[Dict[str, Any]], str]:
-        """Every page of one list, and the list's token ("resourceVersion/signature"). The first page may come from
-        the apiserver cache (RV=0), which older servers answer whole, ignoring limit: then there
-        is no continue token. Nothing of an answer is kept after the poll: holding the decoded
-        lists to skip decoding an unchanged one would keep tens of MB resident at 5,000 Services."""
-        base = {"limit": str(self.page_size)}
-        if selector:
-            base["labelSelector"] = selector
-        params = dict(base, resourceVersion="0")
-        items: List[Dict[str, Any]] = []
-        rv = ""
-        while True:
-            doc = self._transport.get_list(path, params, unused=unused)
-            page_meta = doc.get("metadata") or {}
-            if not items:  # continued pages belong to the first page's snapshot
-                rv = str(page_meta.get("resourceVersion") or "")
-                # the list's token: its resourceVersion, and its items' signature, which stays
-                # the same while only the cluster's global revision moves (lbsync.kube.signature)
-                rv = "%s/%s" % (rv, doc.get("signature") or "") if rv else ""
-            items.extend(doc.get("items") or [])
-            token = page_meta.get("continue")
-            if not token:
-                return items, rv
-            params = dict(base, **{"continue": str(token)})  # no resourceVersion with continue
+            reader = self._readers.get((resource[1], namespace))
+            if reader is None:
+                reader = self._readers[(resource[1], namespace)] = _reader(resource, self.stand_ins)
+            versions.append(self._lists.read(resource, namespace, selector, unused, reader)[1])
+            out.append(reader)
+        return out
 
 
-def _path(resource: Resource, namespace: Optional[str]) -> str:
-    prefix, plural = resource[0], resource[1]
-    return "%s/namespaces/%s/%s" % (prefix, namespace, plural) if namespace else "%s/%s" % (prefix, plural)
+def _reader(resource: Resource, remember: bool) -> pieces.Reader:
+    """What a pass reads of an object whose Service it does not build again: a Service's
+    identity and backend mode, an endpoint object's identity and Service (`remember`: else
+    nothing is kept from one fetch to the next)."""
+    if resource is SERVICES:
+        keep: Callable[[dict], Any] = lambda o: pieces.record(o, annotation=nodes.MODE_ANNOTATION)  # noqa: E731
+    elif resource is SLICES:
+        keep = lambda o: pieces.record(o, label=SERVICE_NAME_LABEL)  # noqa: E731
+    else:
+        keep = pieces.record
+    return pieces.Reader(_slice_owner if resource is SLICES else _service_owner, keep if remember else None)
+
+
+def _items(readers: List[pieces.Reader], dirty: Optional[Set[pieces.Owner]],
+           decode: Callable[[Any], Any]) -> List[Dict[str, Any]]:
+    return [o for r in readers for o in r.items(dirty, decode)]
+
+
+def _service_owner(obj: Dict[str, Any]) -> Tuple[str, str]:
+    return _meta(obj, "namespace"), _meta(obj, "name")
 
 
 def _meta(obj: Dict[str, Any], key: str) -> str:

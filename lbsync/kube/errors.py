@@ -6,9 +6,10 @@ wait for an overloaded server, fix the CA).
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 import requests
 
@@ -114,6 +115,30 @@ def _slim(obj: Dict[str, Any], unused: Tuple[str, ...] = UNUSED_KEYS) -> Dict[st
     return obj
 
 
+def decoder(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[Any], Any]:
+    """json.loads dropping `unused` keys (and kubectl's last-applied copy) from every object."""
+    return functools.partial(json.loads, object_hook=_slim if unused is UNUSED_KEYS else
+                             functools.partial(_slim, unused=unused))
+
+
+def items_decoder(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[str, int, int], Any]:
+    """Like `decoder`, for a JSON array of list items (lbsync.kube.pieces) that is
+    `text[start:end]`, read in place (no copy of a 16 MB text). ValueError if that is not
+    one JSON value."""
+    scan = json.JSONDecoder(object_hook=_slim if unused is UNUSED_KEYS else
+                            functools.partial(_slim, unused=unused)).scan_once
+
+    def decode(text: str, start: int, end: int) -> Any:
+        try:
+            items, stop = scan(text, start)
+        except StopIteration as e:
+            raise ValueError("not JSON at %d" % e.value) from None
+        if stop != end:
+            raise ValueError("not one JSON value: %d != %d" % (stop, end))
+        return items
+    return decode
+
+
 # A Node's big parts lbsync never reads (its image list alone can be tens of kB)
 NODE_UNUSED_KEYS = ("images", "volumesInUse", "volumesAttached", "capacity", "allocatable", "nodeInfo")
 
@@ -155,9 +180,8 @@ def items_signature(body: bytes) -> str:
 def parse_list(text: str, resp: requests.Response, url: str,
                unused: Tuple[str, ...] = UNUSED_KEYS) -> Dict[str, Any]:
     """The decoded List object (without `unused` keys) of a 200 answer's `text`, or ApiMalformed."""
-    hook = _slim if unused is UNUSED_KEYS else (lambda obj: _slim(obj, unused))
     try:
-        doc = json.loads(text, object_hook=hook)
+        doc = decoder(unused)(text)
     except ValueError as e:
         raise ApiMalformed("GET %s: HTTP %d answer is not JSON (Content-Type %s): %s" % (
             url, resp.status_code, resp.headers.get("Content-Type", "none"), snippet(text[:200].encode())),

@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from lbsync.exceptions import ApiError, ApiForbidden, ApiGone, ApiNotFound, SourceError
 from lbsync.kube import errors, stream
-from lbsync.kube.client import ENDPOINTS, NODE_UNUSED, NODES, SLICES, ApiSource, Resource, _path
+from lbsync.kube.client import ENDPOINTS, NODE_UNUSED, NODES, SLICES, ApiSource, Resource
+from lbsync.kube.lists import path as list_path
 from lbsync.kube.store import Store
 from lbsync.logs import get as get_logger
 
@@ -128,7 +129,7 @@ class Reflector:
         if self.selector:
             params["labelSelector"] = self.selector
         self.record("lbsync_watch_starts_total", resource=self.name, reason=reason)
-        path = _path(self.resource, self.namespace)
+        path = list_path(self.resource, self.namespace)
         events = stream.events(self.api.transport, path, params, read_timeout=seconds + self._grace(seconds),
                                unused=self.unused)
         for kind, obj in events:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import codecs
 import io
+import itertools
 import json
 import warnings
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -75,6 +76,39 @@ class Transport:
         items (`{"unchanged": True|False, ...}`). A decoded List has its items' `signature`
         (lbsync.kube.signature). `unused`: the keys dropped from every object while decoding."""
         url = self.display_url(path)
+        resp = self._open_list(path, params, url)
+        if unless_version:  # only asking "did it change?": never decode, the caller lists again
+            return self._unchanged(resp, url, unless_version)
+        signer = sig.Signer()
+        text = _text(self._chunks(resp, url, signer))
+        return dict(errors.parse_list(text, resp, url, unused), signature=signer.result())
+
+    def get_text(self, path: str, params: Dict[str, str], *,
+                 unless_version: str = "") -> Optional[Tuple[str, str, requests.Response]]:
+        """GET a List's text undecoded (lbsync.kube.pieces cuts it into items), its items'
+        signature, and the (read) response, for messages. With `unless_version`
+        ("resourceVersion/signature"): None when the List still has that resourceVersion (the
+        rest is read, not kept) or the very same items (a real cluster's churn)."""
+        url = self.display_url(path)
+        resp = self._open_list(path, params, url)
+        signer = sig.Signer()
+        chunks = self._chunks(resp, url, signer)
+        rv, _, signature = unless_version.partition("/")
+        head: List[bytes] = []
+        for chunk in chunks if rv else ():
+            head.append(chunk)
+            if signer.head_done:
+                break
+        if rv and errors.head_version(signer.head) == rv:
+            for _ in chunks:  # the same List: the rest is only read, for the connection
+                pass
+            return None
+        text = _text(itertools.chain(head, chunks))
+        result = signer.result()
+        return None if signature and result == signature else (text, result, resp)
+
+    def _open_list(self, path: str, params: Dict[str, str], url: str) -> requests.Response:
+        """A streamed 200 answer to a GET; the matching ApiError otherwise."""
         resp = self._get(path, params, url, stream=True)
         if resp.status_code == 401 and self.credentials.refresh():
             resp.close()
@@ -82,11 +116,7 @@ class Transport:
         if resp.status_code != 200:
             self._read(resp, url)  # an error answer is small: read it for its Status message
             raise errors.from_response(resp, url)
-        if unless_version:  # only asking "did it change?": never decode, the caller lists again
-            return self._unchanged(resp, url, unless_version)
-        signer = sig.Signer()
-        text = _text(self._chunks(resp, url, signer))
-        return dict(errors.parse_list(text, resp, url, unused), signature=signer.result())
+        return resp
 
     def _unchanged(self, resp: requests.Response, url: str, token: str) -> Dict[str, Any]:
         """Whether a List answer still has the resourceVersion, or the very same items, of
@@ -182,7 +212,7 @@ class Transport:
         return resp
 
 
-def _text(chunks: Iterator[bytes]) -> str:
+def _text(chunks: Iterable[bytes]) -> str:
     """A body's text (UTF-8, bad bytes replaced, as bytes.decode gives), decoded as it streams
     in: its bytes are never whole in memory beside its text (16 MB each for the EndpointSlices
     of 5,000 Services), and StringIO hands over the text it built without a copy."""

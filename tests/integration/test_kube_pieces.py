@@ -1,0 +1,104 @@
+"""Change detection per object on a polled list (lbsync.kube.pieces), against the fake API:
+after one object changed, only its Service's objects are decoded, the rest are stand-ins,
+and a sync built on them gives the bytes of a cold sync of the same cluster."""
+from __future__ import annotations
+
+import copy
+import random
+
+from lbsync import sync
+from lbsync.kube import ApiSource, credentials
+from lbsync.snapshot import Unread, identity
+from tests.fakeapi import FakeKubeApi
+from tests.fakeapi.fixtures import fake_api  # noqa: F401
+from tests.unit.test_incremental import settings_for
+
+
+def source(api: FakeKubeApi, tmp_path, **kwargs) -> ApiSource:
+    path = api.write_kubeconfig(str(tmp_path / "kc"), auth="token")
+    return ApiSource(credentials.load(path, env={}), **kwargs)
+
+
+def owner(obj: dict):
+    meta = obj["metadata"]
+    return meta["namespace"], (meta.get("labels") or {}).get("kubernetes.io/service-name", meta["name"])
+
+
+def decoded(objs) -> set:
+    """The owners of the objects handed on in full."""
+    return {owner(o) for o in objs if not isinstance(o, Unread)}
+
+
+def test_one_changed_endpoint_decodes_only_its_service(fake_api, tmp_path):  # noqa: F811
+    fake_api.populate(20, 3, namespaces=["a", "b"])
+    src = source(fake_api, tmp_path, stand_ins=True)
+    first = src.fetch()
+    assert decoded(first.services) == {owner(s) for s in first.services}  # a first read: all in full
+    fake_api.set_endpoints("a", "svc-00002", ready=["10.9.9.9"])
+    moved = src.fetch(unchanged_since=first.version)
+    assert decoded(moved.services) == decoded(moved.endpoint_slices) == {("a", "svc-00002")}
+    assert moved.requests == 2  # the changed slice list, read once; the Service list
+    fresh = source(fake_api, tmp_path).fetch()  # no stand-ins: every object in full
+    assert [identity(o) for o in moved.services] == [identity(o) for o in fresh.services]
+    assert [identity(o) for o in moved.endpoint_slices] == [identity(o) for o in fresh.endpoint_slices]
+    stand_in = next(o for o in moved.endpoint_slices if isinstance(o, Unread))
+    assert "endpoints" not in stand_in and "ports" not in stand_in  # identity and owner only
+    assert set(stand_in["metadata"]) == {"name", "namespace", "uid", "resourceVersion", "labels"}
+    assert set(stand_in["metadata"]["labels"]) == {"kubernetes.io/service-name"}
+    full = next(o for o in moved.endpoint_slices if not isinstance(o, Unread))
+    assert full["endpoints"][0]["addresses"] == ["10.9.9.9"]
+
+
+def test_one_slice_of_many_makes_the_whole_service_read_again(fake_api, tmp_path):  # noqa: F811
+    fake_api.populate(6, 2)
+    fake_api.set_endpoints("default", "svc-00001", ready=["10.7.%d.%d" % (i // 200, i % 200) for i in range(250)])
+    src = source(fake_api, tmp_path, stand_ins=True)
+    first = src.fetch()
+    names = fake_api.store.slice_names("default", "svc-00001")
+    assert len(names) == 3  # 100 endpoints per slice
+    one = copy.deepcopy(fake_api.store.get("endpointslices", "default", names[1]))
+    one["endpoints"][0]["addresses"] = ["10.8.8.8"]
+    fake_api.store.put("endpointslices", one)
+    moved = src.fetch(unchanged_since=first.version)
+    full = [o for o in moved.endpoint_slices if not isinstance(o, Unread)]
+    assert sorted(o["metadata"]["name"] for o in full) == sorted(names)  # the unchanged two as well
+    assert decoded(moved.services) == {("default", "svc-00001")}
+    fake_api.store.delete("endpointslices", "default", names[2])  # a slice gone: its Service is read again
+    gone = src.fetch(unchanged_since=moved.version)
+    assert sorted(o["metadata"]["name"] for o in gone.endpoint_slices if not isinstance(o, Unread)) == names[:2]
+    assert decoded(gone.services) == {("default", "svc-00001")}
+
+
+def test_polling_sync_rebuilds_one_service_and_gives_the_bytes_of_a_cold_sync(fake_api, tmp_path):  # noqa: F811
+    fake_api.populate(12, 2, namespaces=["a", "b"])
+    warm = sync.Syncer(settings_for(tmp_path, kubeconfig=fake_api.write_kubeconfig(str(tmp_path / "kc"))))
+    assert warm.plan().text
+    rnd = random.Random(5)
+    for step in range(12):
+        ns, name = rnd.choice(["a", "b"]), "svc-%05d" % (rnd.randrange(6) * 2 + (0 if step % 2 else 1))
+        if fake_api.store.get("services", ns, name) is None:
+            ns = "b" if ns == "a" else "a"
+        if step % 4 == 3:  # a Service edit: its Part is built again, conflicts settled again
+            fake_api.update_service(ns, name, lambda s: s["metadata"].setdefault("annotations", {}).update(
+                {"serviceloadbalancer/lb.host": "h%d.example.com" % step}))
+        else:
+            fake_api.set_endpoints(ns, name, ready=["10.9.%d.%d" % (step, i) for i in range(rnd.randrange(1, 4))])
+        plan = warm.plan()
+        cold = sync.Syncer(settings_for(tmp_path, kubeconfig=str(tmp_path / "kc"))).plan()
+        assert plan.text == cold.text
+        assert warm.cache.parts_built == 1  # only the changed Service was modelled again
+        assert warm.cache.spliced == (step % 4 != 3)  # a polled pass splices too
+
+
+def test_kept_parts_gone_means_one_read_in_full(fake_api, tmp_path):  # noqa: F811
+    fake_api.populate(8, 2)
+    kubeconfig = fake_api.write_kubeconfig(str(tmp_path / "kc"))
+    warm = sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig))
+    assert warm.plan().text
+    warm.cache._parts.clear()  # as if the pass that read the last lists had failed before modelling
+    fake_api.set_endpoints("default", "svc-00003", ready=["10.9.9.9"])
+    before = fake_api.request_count()
+    plan = warm.plan()
+    assert fake_api.request_count() - before == 4  # the poll (2 lists), then both lists in full
+    assert warm.cache.parts_built == 8  # built from objects read again in full
+    assert plan.text == sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig)).plan().text

@@ -1,0 +1,113 @@
+"""lbsync.kube.pieces: a List's items cut from its text and known by digest; a cut in the
+wrong place is always caught (the page is then decoded whole), never handed on."""
+from __future__ import annotations
+
+import json
+
+from lbsync.kube import errors, pieces
+from lbsync.snapshot import Unread
+
+
+def item(name: str, **more) -> dict:
+    return dict({"metadata": {"name": name, "namespace": "ns", "uid": "u-" + name, "resourceVersion": "1",
+                              "labels": {"kubernetes.io/service-name": name}}}, **more)
+
+
+def listed(items, **dumps) -> str:
+    return json.dumps({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+                       "metadata": {"resourceVersion": "7"}, "items": items}, **dumps)
+
+
+def reader() -> pieces.Reader:
+    r = pieces.Reader(lambda o: ("ns", o["metadata"]["name"]),
+                      lambda o: pieces.record(o, label="kubernetes.io/service-name"))
+    r.begin(errors.UNUSED_KEYS)
+    return r
+
+
+COMPACT = {"separators": (",", ":")}  # as the API server writes
+
+
+def test_items_are_cut_where_they_begin_and_decode_alike():
+    objs = [item("a", endpoints=[{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}]), item("b"), item("c")]
+    text = listed(objs, **COMPACT)
+    head, start, spans = pieces.cut(text)
+    assert head["metadata"] == {"resourceVersion": "7"} and text[start - 1] == "["
+    assert [json.loads(text[a:b]) for a, b in spans] == objs
+    r = reader()
+    assert r.page(text, errors.items_decoder()) == {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+                                                    "metadata": {"resourceVersion": "7"}, "items": []}
+    assert r.items(None, errors.items_decoder()) == objs
+
+
+def test_an_empty_list_has_no_items():
+    assert pieces.cut(listed([], **COMPACT))[2] == []
+
+
+def test_unchanged_items_come_back_as_stand_ins_and_changed_ones_whole():
+    decode = errors.items_decoder()
+    r = reader()
+    r.page(listed([item("a"), item("b"), item("c")], **COMPACT), decode)
+    assert r.dirty() == {("ns", "a"), ("ns", "b"), ("ns", "c")}
+    r.items(set(), decode)
+    r.commit()
+    r.begin(errors.UNUSED_KEYS)
+    b2 = item("b", endpoints=[{"addresses": ["10.0.0.9"]}])
+    r.page(listed([item("a"), b2], **COMPACT), decode)  # b changed, c gone
+    assert r.dirty() == {("ns", "b"), ("ns", "c")}
+    got = r.items({("ns", "b")}, decode)
+    assert isinstance(got[0], Unread) and got[0]["metadata"]["uid"] == "u-a" and got[1] == b2
+    assert got[0]["metadata"]["labels"] == {"kubernetes.io/service-name": "a"}
+
+
+def test_an_unchanged_item_of_a_dirty_service_is_decoded_again():
+    decode = errors.items_decoder()
+    r = reader()
+    r.page(listed([item("a"), item("b")], **COMPACT), decode)
+    r.items(None, decode)
+    r.commit()
+    r.begin(errors.UNUSED_KEYS)
+    r.page(listed([item("a"), item("b")], **COMPACT), decode)
+    assert r.dirty() == set()
+    got = r.items({("ns", "a")}, decode)
+    assert got[0] == item("a") and not isinstance(got[0], Unread) and isinstance(got[1], Unread)
+
+
+def test_another_layout_is_refused_and_decoded_whole_by_the_caller():
+    assert reader().page(listed([item("a"), item("b")], indent=1), errors.items_decoder()) is None
+    assert reader().page("[1, 2]", errors.items_decoder()) is None
+
+
+def test_a_cut_inside_an_item_is_caught():
+    decode = errors.items_decoder()
+    # a nested array whose second object starts with "metadata": the cutter cuts there too
+    nested = dict(item("a"), extra=[{"x": 1}, {"metadata": {"y": 2}}])
+    text = listed([nested, item("b")], **COMPACT)
+    assert len(pieces.cut(text)[2]) == 3
+    assert reader().page(text, decode) is None
+    # the same count of cuts and items, misaligned: an item that does not begin with metadata
+    typed = {"kind": "X", "metadata": {"name": "c"}}
+    text = listed([nested, typed], **COMPACT)
+    assert len(pieces.cut(text)[2]) == 2 and reader().page(text, decode) is None
+
+
+def test_a_value_that_looks_like_a_cut_is_no_cut():
+    decode = errors.items_decoder()
+    tricky = item("a")
+    tricky["metadata"]["annotations"] = {"note": '},{"metadata":{"name":"evil"}'}
+    text = listed([tricky, item("b")], **COMPACT)
+    assert len(pieces.cut(text)[2]) == 2
+    r = reader()
+    r.page(text, decode)
+    assert r.items(None, decode) == [tricky, item("b")]
+
+
+def test_unused_fields_are_dropped_as_the_whole_list_decoder_drops_them():
+    objs = [dict(item("a"), endpoints=[{"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod"}, "nodeName": "n1",
+                                        "conditions": {"ready": True, "serving": True}}])]
+    objs[0]["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    text = listed(objs, **COMPACT)
+    r = reader()
+    r.page(text, errors.items_decoder())
+    assert r.items(None, errors.items_decoder()) == errors.decoder()(text)["items"]
+    assert "managedFields" not in r.items(None, errors.items_decoder())[0]["metadata"]
