@@ -104,7 +104,7 @@ class Cache:
         for b in topology.backends:
             slot_list = layout[b.name]
             seen = self._sections.get(b.name)
-            if seen is not None and seen[1] == slot_list and seen[0] == b:
+            if seen is not None and seen[1] == slot_list and (seen[0] is b or seen[0] == b):
                 section = seen[2]
             else:
                 section, rendered = renderer.section(b, slot_list), rendered + 1

@@ -138,7 +138,7 @@ class ApiSource:
                 params["labelSelector"] = self.selector
             path = _path(resource, namespace)
             try:
-                answer = self._transport.get_text(path, params, unless_version=rv)
+                answer = self._transport.get_cut(path, params, unless_version=rv)
             except (ApiNotFound, ApiForbidden):
                 return None  # the full listing decides about falling back to v1 Endpoints
             if answer is not None:  # something moved: the caller lists everything, this page read already
@@ -221,11 +221,11 @@ def _reader(resource: Resource, remember: bool) -> pieces.Reader:
     identity and backend mode, an endpoint object's identity and Service (`remember`: else
     nothing is kept from one fetch to the next)."""
     if resource is SERVICES:
-        keep: Callable[[dict], Any] = lambda o: pieces.record(o, annotation=nodes.MODE_ANNOTATION)  # noqa: E731
+        keep: Callable[[dict], Any] = lambda o: pieces.stand_in(o, annotation=nodes.MODE_ANNOTATION)  # noqa: E731
     elif resource is SLICES:
-        keep = lambda o: pieces.record(o, label=SERVICE_NAME_LABEL)  # noqa: E731
+        keep = lambda o: pieces.stand_in(o, label=SERVICE_NAME_LABEL)  # noqa: E731
     else:
-        keep = pieces.record
+        keep = pieces.stand_in
     return pieces.Reader(_slice_owner if resource is SLICES else _service_owner, keep if remember else None)
 
 

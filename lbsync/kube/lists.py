@@ -51,12 +51,13 @@ class Lists:
         """One page read item by item: the List without its items, which the reader holds."""
         raw = self.prefetched.pop(path, None) if "continue" not in params else None
         if raw is None:
-            raw = self._transport.get_text(path, params)
+            raw = self._transport.get_cut(path, params)
             assert raw is not None  # None only answers `unless_version`
-        text, signature, resp = raw
+        cut, signature, resp = raw
         del raw
-        head = reader.page(text, errors.items_decoder(unused))
+        head = reader.page(cut, errors.items_decoder(unused))
         if head is None:  # another layout: decoded whole
+            text = cut.body().decode("utf-8", "replace")
             head = errors.parse_list(text, resp, self._transport.display_url(path), unused)
             reader.whole(head.pop("items", None) or [])
         return dict(head, signature=signature)

@@ -5,84 +5,57 @@ Why: when one endpoint moves in a 5,000-Service cluster, one EndpointSlice chang
 poll downloads both lists whole (20 MB), and decoding all of it was most of the pass.
 
 How:
-- Items are cut from the body at `},{"metadata":`. The API server writes each list item's
-  `metadata` first, and no whitespace. Each piece is known by a keyed digest of its bytes.
+- Items are cut from the body as it streams in (lbsync.kube.cutter): the API server writes
+  each list item's `metadata` first, and no whitespace. Each piece is known by a keyed
+  digest of its bytes.
 - A piece seen at the last complete read becomes a stand-in (`lbsync.snapshot.Unread`): only
   the fields that say which Service it belongs to and its identity, which is all a pass
   reads of an object whose Service it does not build again (lbsync.incremental).
 - A Service with any piece that changed, came or went is "dirty": all its pieces are
   decoded in full, because the model builds that Service again.
-- The pieces to decode are decoded in one call, as one JSON array (keys are then one string
-  each, not one per item: 15 MB less at 5,000 Services).
-- A cut in the wrong place cannot go unnoticed: the array must hold exactly one object per
-  piece, each with `metadata` as its first key. Then every boundary between items is one of
-  the cuts and there is no other cut, so piece i is item i. Else the page is decoded whole.
-  A digest match is always a whole item, as it matches a piece that passed this check.
-Kept between polls, per item: its digest, owner, and a tuple of the stand-in's fields (the
-strings are the decoded object's own); the stand-in dicts are made again by each poll.
+- Pieces are decoded ~1 MB at a time, each batch as one JSON array: a key is then one string
+  per batch, not one per item (15 MB less at 5,000 Services), and a cold read never holds a
+  second copy of the list.
+- A cut in the wrong place cannot go unnoticed: a batch must decode to exactly one object
+  per piece, each with `metadata` as its first key. An item boundary inside a piece would
+  then be a `},{"metadata":` the cutter did not cut at, and a cut inside an item would leave
+  fewer objects than pieces; so piece i is item i. Else the page is decoded whole. A digest
+  match is always a whole item, as it matches a piece that once passed this check.
+Kept between polls, per item: its digest, owner and stand-in (about 0.6 kB; the strings are
+the decoded object's own). Stand-ins are never changed by those who read them.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from lbsync.kube import signature
+from lbsync.kube.cutter import Cut
 from lbsync.snapshot import Unread, identity
 
 Owner = Tuple[str, str]
-Record = Tuple[Optional[str], ...]  # name, namespace, uid, resourceVersion, then (key, value) pairs
-Known = Dict[bytes, Tuple[Owner, Any]]  # digest -> (owner, Record, or the object when it has no identity)
+Known = Dict[bytes, Tuple[Owner, dict]]  # digest -> (owner, its stand-in)
 _META = ("name", "namespace", "uid", "resourceVersion")
 _KEY = os.urandom(16)  # the digests live only in this process: a collision cannot be made to order
-_CUT = '},{"metadata":'
-_HEAD = re.compile(r'\s*\{[^\[]*?"metadata"\s*:\s*\{[^{}]*\}\s*,\s*"items"\s*:\s*\[')  # as lbsync.kube.signature
-_TAIL = re.compile(r'\]\s*\}\s*\Z')
-
-
-def cut(text: str) -> Optional[Tuple[Dict[str, Any], int, List[Tuple[int, int]]]]:
-    """The List without its items (kind, metadata), where its items start, and each item's
-    span in `text`; None for another layout (then the caller decodes the text whole)."""
-    m = _HEAD.match(text, 0, min(len(text), signature.HEAD))
-    end = text.rfind("]")
-    if not m or end < m.end() or not _TAIL.match(text, end):
-        return None
-    try:
-        head = json.loads(text[:m.end()] + "]}")
-    except ValueError:
-        return None
-    spans: List[Tuple[int, int]] = []
-    at = m.end()
-    if text.find("{", at, end) < 0:
-        return head, at, spans  # no items
-    while True:
-        found = text.find(_CUT, at, end)
-        if found < 0:
-            spans.append((at, end))
-            return head, m.end(), spans
-        spans.append((at, found + 1))
-        at = found + 2
+_BATCH = 1 << 20  # bytes of items decoded per call: a key is one string per call, not per item
 
 
 class Entry:
-    """One item of this read: its digest, object, owner, and until it is decoded (`text` not
-    None: a stand-in, or new) its record and where its text is."""
+    """One item of this read: its digest, object, owner, and until it is decoded (`raw` not
+    None: a stand-in, or new) its stand-in (`kept`) and bytes."""
 
-    __slots__ = ("digest", "obj", "owner", "kept", "text", "start", "end")
+    __slots__ = ("digest", "obj", "owner", "kept", "raw")
 
     def __init__(self, digest: Optional[bytes], obj: Optional[dict], owner: Owner, kept: Any = None,
-                 text: Optional[str] = None, start: int = 0, end: int = 0) -> None:
-        self.digest, self.obj, self.owner, self.kept = digest, obj, owner, kept
-        self.text, self.start, self.end = text, start, end
+                 raw: Optional[bytes] = None) -> None:
+        self.digest, self.obj, self.owner, self.kept, self.raw = digest, obj, owner, kept, raw
 
 
 class Reader:
     """The items of one list (a resource in one namespace, or cluster-wide) across polls.
 
-    `owner_of(obj)`: the Service an object belongs to; `keep(obj)`: the Record of what a pass
-    reads of it when it does not build its Service again (`record`). Per poll: `begin`,
+    `owner_of(obj)`: the Service an object belongs to; `keep(obj)`: its stand-in, what a pass
+    reads of it when it does not build its Service again (`stand_in`). Per poll: `begin`,
     `page` for each page, then (once every list of the poll is read) `dirty`, `items` and
     `commit`. With `keep` None nothing is remembered (a one-shot run): no digests either."""
 
@@ -100,31 +73,26 @@ class Reader:
             self._known, self._unused = {}, unused
         self._entries = []
 
-    def page(self, text: str, decode: Callable[[str, int, int], Any]) -> Optional[Dict[str, Any]]:
+    def page(self, cut: Cut, decode: Callable[[str, int, int], Any]) -> Optional[Dict[str, Any]]:
         """Take one page's items; its List fields (metadata), or None when the page is not
         laid out as expected (the caller decodes it whole and hands its items to `whole`).
-        `decode(text)`: json.loads, dropping unused keys (lbsync.kube.errors.items_decoder)."""
-        found = cut(text)
-        if found is None:
+        `decode(text, start, end)`: json, dropping unused keys (lbsync.kube.errors.items_decoder)."""
+        if cut.fields is None:
             return None
-        head, start, spans = found
-        known, entries, new = self._known, [], []
-        for a, b in spans:
-            digest = hashlib.blake2b(text[a:b].encode("utf-8", "surrogatepass"), digest_size=16,
-                                     key=_KEY).digest() if self._keep is not None else None
+        known, entries, new, remember = self._known, [], [], self._keep is not None
+        for raw in cut.items:
+            digest = hashlib.blake2b(raw, digest_size=16, key=_KEY).digest() if remember else None
             seen = known.get(digest) if digest is not None else None
             if seen is None:
-                new.append(Entry(digest, None, ("", ""), None, text, a, b))
+                new.append(Entry(digest, None, ("", ""), None, raw))
                 entries.append(new[-1])
             else:
-                kept = seen[1]
-                entries.append(Entry(digest, unread(kept) if kept.__class__ is tuple else kept, seen[0], kept,
-                                     text, a, b))
-        whole = len(new) == len(spans) and spans  # all new: decoded where they are, no copy
-        if not _decode(new, decode, self._owner_of, (text, start - 1, spans[-1][1] + 1) if whole else None):
-            return None
+                entries.append(Entry(digest, seen[1], seen[0], seen[1], raw))
+        if not _decode(new, decode, self._owner_of):
+            return None  # cut.body() is still whole, for the caller
+        cut.items.clear()  # the entries hold the bytes they still need
         self._entries += entries
-        return head
+        return cut.fields
 
     def whole(self, items: List[dict]) -> None:
         """A page decoded whole: its items are always new (no digest)."""
@@ -144,11 +112,11 @@ class Reader:
     def items(self, dirty: Optional[Set[Owner]], decode: Callable[[str, int, int], Any]) -> List[dict]:
         """This poll's objects in list order: in full when their owner is dirty (or `dirty` is
         None: all are), decoded again from this poll's text; else their stand-ins."""
-        todo = [e for e in self._entries if e.text is not None and (dirty is None or e.owner in dirty)]
-        if not _decode(todo, decode, self._owner_of):  # they passed at the last poll: the same text cannot fail
+        todo = [e for e in self._entries if e.raw is not None and (dirty is None or e.owner in dirty)]
+        if not _decode(todo, decode, self._owner_of):  # they passed at the last poll: the same bytes cannot fail
             raise ValueError("items that decoded before do not decode now")
         for e in self._entries:
-            e.text = None  # the page's text is done with
+            e.raw = None  # the bytes are done with
         return [e.obj for e in self._entries]  # type: ignore[misc]
 
     def commit(self) -> None:
@@ -160,46 +128,43 @@ class Reader:
         self._known, self._entries = known, []
 
 
-def _decode(entries: List[Entry], decode: Callable[[str, int, int], Any], owner_of: Callable[[dict], Owner],
-            run: Optional[Tuple[str, int, int]] = None) -> bool:
-    """Decode the entries' pieces in one call, as one array (`run`: the text, start and end
-    of the array all of a page's items are in), and make each entry whole; False when the
-    pieces are not one object each with `metadata` first (see the module's docstring)."""
-    if not entries:
-        return True
-    if run is None:
-        joined = "[" + ",".join([e.text[e.start:e.end] for e in entries]) + "]"  # type: ignore[index]
-        run = (joined, 0, len(joined))
-    try:
-        objs = decode(*run)
-    except ValueError:
-        return False
-    del run
-    if not isinstance(objs, list) or len(objs) != len(entries) or \
-            not all(o.__class__ is dict and next(iter(o), None) == "metadata" for o in objs):
-        return False
-    for e, obj in zip(entries, objs):
-        e.obj, e.owner, e.kept, e.text = obj, owner_of(obj), None, None
+def _decode(entries: List[Entry], decode: Callable[[str, int, int], Any], owner_of: Callable[[dict], Owner]) -> bool:
+    """Decode the entries' bytes as JSON arrays of about _BATCH bytes each, and make each
+    entry whole (its bytes then freed); False when the pieces are not one object each with
+    `metadata` first (see the module's docstring)."""
+    at = 0
+    while at < len(entries):
+        size, stop = 0, at
+        while stop < len(entries) and (size < _BATCH or stop == at):
+            size += len(entries[stop].raw)  # type: ignore[arg-type]
+            stop += 1
+        batch = entries[at:stop]
+        text = ("[" + b",".join([e.raw for e in batch]).decode("utf-8", "replace") + "]")  # type: ignore[misc]
+        try:
+            objs = decode(text, 0, len(text))
+        except ValueError:
+            return False
+        del text
+        if not isinstance(objs, list) or len(objs) != len(batch) or \
+                not all(o.__class__ is dict and next(iter(o), None) == "metadata" for o in objs):
+            return False
+        for e, obj in zip(batch, objs):
+            e.obj, e.owner, e.kept, e.raw = obj, owner_of(obj), None, None
+        at = stop
     return True
 
 
-def record(obj: dict, *, label: str = "", annotation: str = "") -> Any:
-    """What a stand-in of `obj` holds: its name, namespace, uid and resourceVersion, and the
-    label and annotation named, when set. The object itself when it has no identity (then it
-    is never a stand-in: lbsync.incremental never reuses a Part built from it)."""
+def stand_in(obj: dict, *, label: str = "", annotation: str = "") -> dict:
+    """An Unread with the object's name, namespace, uid and resourceVersion, and the label and
+    annotation named, when set (the strings are the object's own). The object itself when it
+    has no identity (then it is never a stand-in: lbsync.incremental never reuses a Part
+    built from it)."""
     if identity(obj) is None:
         return obj
     meta = obj["metadata"]
-    out: Tuple[Any, ...] = tuple(meta.get(k) for k in _META)
+    out: Dict[str, Any] = {k: meta[k] for k in _META if k in meta}
     for key, name in (("labels", label), ("annotations", annotation)):
         found = meta.get(key) if name else None
-        out += ((key, name, found[name]),) if isinstance(found, dict) and name in found else ()
-    return out
-
-
-def unread(kept: Tuple[Any, ...]) -> Unread:
-    """The stand-in of a `record`."""
-    meta: Dict[str, Any] = {k: v for k, v in zip(_META, kept) if v is not None}
-    for key, name, value in kept[len(_META):]:
-        meta[key] = {name: value}
-    return Unread(metadata=meta)
+        if isinstance(found, dict) and name in found:
+            out[key] = {name: found[name]}
+    return Unread(metadata=out)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import codecs
 import io
-import itertools
 import json
 import warnings
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -19,7 +18,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from lbsync import __version__
-from lbsync.kube import errors
+from lbsync.kube import cutter, errors
 from lbsync.kube import signature as sig
 from lbsync.kube.credentials import Credentials
 
@@ -83,29 +82,33 @@ class Transport:
         text = _text(self._chunks(resp, url, signer))
         return dict(errors.parse_list(text, resp, url, unused), signature=signer.result())
 
-    def get_text(self, path: str, params: Dict[str, str], *,
-                 unless_version: str = "") -> Optional[Tuple[str, str, requests.Response]]:
-        """GET a List's text undecoded (lbsync.kube.pieces cuts it into items), its items'
-        signature, and the (read) response, for messages. With `unless_version`
+    def get_cut(self, path: str, params: Dict[str, str], *,
+                unless_version: str = "") -> Optional[Tuple[cutter.Cut, str, requests.Response]]:
+        """GET a List cut into its items' bytes as it streams in (lbsync.kube.cutter), its
+        items' signature, and the (read) response, for messages. With `unless_version`
         ("resourceVersion/signature"): None when the List still has that resourceVersion (the
         rest is read, not kept) or the very same items (a real cluster's churn)."""
         url = self.display_url(path)
         resp = self._open_list(path, params, url)
-        signer = sig.Signer()
-        chunks = self._chunks(resp, url, signer)
+        signer, cut, received = sig.Signer(), cutter.Cutter(), []
         rv, _, signature = unless_version.partition("/")
-        head: List[bytes] = []
-        for chunk in chunks if rv else ():
-            head.append(chunk)
-            if signer.head_done:
-                break
-        if rv and errors.head_version(signer.head) == rv:
-            for _ in chunks:  # the same List: the rest is only read, for the connection
-                pass
-            return None
-        text = _text(itertools.chain(head, chunks))
+        chunks = self._chunks(resp, url)
+        for chunk in chunks:
+            signer.update(chunk)
+            received.append(chunk)  # cut once the List is known to have changed: churn costs no cutting
+            if rv and signer.head_done:
+                if errors.head_version(signer.head) == rv:
+                    for _ in chunks:  # the same List: the rest is only read, for the connection
+                        pass
+                    return None
+                rv = ""
         result = signer.result()
-        return None if signature and result == signature else (text, result, resp)
+        if signature and result == signature:
+            return None
+        received.reverse()
+        while received:
+            cut.feed(received.pop())  # each chunk freed once cut
+        return cut.finish(), result, resp
 
     def _open_list(self, path: str, params: Dict[str, str], url: str) -> requests.Response:
         """A streamed 200 answer to a GET; the matching ApiError otherwise."""

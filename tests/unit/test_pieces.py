@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lbsync.kube import errors, pieces
+from lbsync.kube import cutter, errors, pieces
 from lbsync.snapshot import Unread
 
 
@@ -18,9 +18,17 @@ def listed(items, **dumps) -> str:
                        "metadata": {"resourceVersion": "7"}, "items": items}, **dumps)
 
 
+def cut(text: str, chunk: int = 7) -> cutter.Cut:
+    """The text cut as if it streamed in, `chunk` bytes at a time."""
+    c, body = cutter.Cutter(), text.encode()
+    for i in range(0, len(body), chunk):
+        c.feed(body[i:i + chunk])
+    return c.finish()
+
+
 def reader() -> pieces.Reader:
     r = pieces.Reader(lambda o: ("ns", o["metadata"]["name"]),
-                      lambda o: pieces.record(o, label="kubernetes.io/service-name"))
+                      lambda o: pieces.stand_in(o, label="kubernetes.io/service-name"))
     r.begin(errors.UNUSED_KEYS)
     return r
 
@@ -31,29 +39,32 @@ COMPACT = {"separators": (",", ":")}  # as the API server writes
 def test_items_are_cut_where_they_begin_and_decode_alike():
     objs = [item("a", endpoints=[{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}]), item("b"), item("c")]
     text = listed(objs, **COMPACT)
-    head, start, spans = pieces.cut(text)
-    assert head["metadata"] == {"resourceVersion": "7"} and text[start - 1] == "["
-    assert [json.loads(text[a:b]) for a, b in spans] == objs
+    found = cut(text)
+    assert found.fields["metadata"] == {"resourceVersion": "7"} and found.body() == text.encode()
+    assert [json.loads(bytes(x)) for x in found.items] == objs
     r = reader()
-    assert r.page(text, errors.items_decoder()) == {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+    assert r.page(found, errors.items_decoder()) == {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
                                                     "metadata": {"resourceVersion": "7"}, "items": []}
     assert r.items(None, errors.items_decoder()) == objs
 
 
 def test_an_empty_list_has_no_items():
-    assert pieces.cut(listed([], **COMPACT))[2] == []
+    found = cut(listed([], **COMPACT))
+    assert found.items == [] and found.fields is not None
+    r = reader()
+    assert r.page(found, errors.items_decoder()) is not None and r.items(None, errors.items_decoder()) == []
 
 
 def test_unchanged_items_come_back_as_stand_ins_and_changed_ones_whole():
     decode = errors.items_decoder()
     r = reader()
-    r.page(listed([item("a"), item("b"), item("c")], **COMPACT), decode)
+    r.page(cut(listed([item("a"), item("b"), item("c")], **COMPACT)), decode)
     assert r.dirty() == {("ns", "a"), ("ns", "b"), ("ns", "c")}
     r.items(set(), decode)
     r.commit()
     r.begin(errors.UNUSED_KEYS)
     b2 = item("b", endpoints=[{"addresses": ["10.0.0.9"]}])
-    r.page(listed([item("a"), b2], **COMPACT), decode)  # b changed, c gone
+    r.page(cut(listed([item("a"), b2], **COMPACT)), decode)  # b changed, c gone
     assert r.dirty() == {("ns", "b"), ("ns", "c")}
     got = r.items({("ns", "b")}, decode)
     assert isinstance(got[0], Unread) and got[0]["metadata"]["uid"] == "u-a" and got[1] == b2
@@ -63,19 +74,21 @@ def test_unchanged_items_come_back_as_stand_ins_and_changed_ones_whole():
 def test_an_unchanged_item_of_a_dirty_service_is_decoded_again():
     decode = errors.items_decoder()
     r = reader()
-    r.page(listed([item("a"), item("b")], **COMPACT), decode)
+    r.page(cut(listed([item("a"), item("b")], **COMPACT)), decode)
     r.items(None, decode)
     r.commit()
     r.begin(errors.UNUSED_KEYS)
-    r.page(listed([item("a"), item("b")], **COMPACT), decode)
+    r.page(cut(listed([item("a"), item("b")], **COMPACT)), decode)
     assert r.dirty() == set()
     got = r.items({("ns", "a")}, decode)
     assert got[0] == item("a") and not isinstance(got[0], Unread) and isinstance(got[1], Unread)
 
 
 def test_another_layout_is_refused_and_decoded_whole_by_the_caller():
-    assert reader().page(listed([item("a"), item("b")], indent=1), errors.items_decoder()) is None
-    assert reader().page("[1, 2]", errors.items_decoder()) is None
+    found = cut(listed([item("a"), item("b")], indent=1))
+    assert len(found.items) == 1 and reader().page(found, errors.items_decoder()) is None
+    assert found.body() == listed([item("a"), item("b")], indent=1).encode()
+    assert cut("[1, 2]").fields is None and cut("[1, 2]").body() == b"[1, 2]"
 
 
 def test_a_cut_inside_an_item_is_caught():
@@ -83,12 +96,12 @@ def test_a_cut_inside_an_item_is_caught():
     # a nested array whose second object starts with "metadata": the cutter cuts there too
     nested = dict(item("a"), extra=[{"x": 1}, {"metadata": {"y": 2}}])
     text = listed([nested, item("b")], **COMPACT)
-    assert len(pieces.cut(text)[2]) == 3
-    assert reader().page(text, decode) is None
+    assert len(cut(text).items) == 3
+    assert reader().page(cut(text), decode) is None
     # the same count of cuts and items, misaligned: an item that does not begin with metadata
     typed = {"kind": "X", "metadata": {"name": "c"}}
     text = listed([nested, typed], **COMPACT)
-    assert len(pieces.cut(text)[2]) == 2 and reader().page(text, decode) is None
+    assert len(cut(text).items) == 2 and reader().page(cut(text), decode) is None
 
 
 def test_a_value_that_looks_like_a_cut_is_no_cut():
@@ -96,9 +109,9 @@ def test_a_value_that_looks_like_a_cut_is_no_cut():
     tricky = item("a")
     tricky["metadata"]["annotations"] = {"note": '},{"metadata":{"name":"evil"}'}
     text = listed([tricky, item("b")], **COMPACT)
-    assert len(pieces.cut(text)[2]) == 2
+    assert len(cut(text).items) == 2
     r = reader()
-    r.page(text, decode)
+    r.page(cut(text), decode)
     assert r.items(None, decode) == [tricky, item("b")]
 
 
@@ -108,6 +121,18 @@ def test_unused_fields_are_dropped_as_the_whole_list_decoder_drops_them():
     objs[0]["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     text = listed(objs, **COMPACT)
     r = reader()
-    r.page(text, errors.items_decoder())
+    r.page(cut(text), errors.items_decoder())
     assert r.items(None, errors.items_decoder()) == errors.decoder()(text)["items"]
     assert "managedFields" not in r.items(None, errors.items_decoder())[0]["metadata"]
+
+
+def test_items_decode_alike_however_they_are_batched(monkeypatch):
+    objs = [item("i%d" % n, endpoints=[{"addresses": ["10.0.%d.1" % n], "conditions": {"ready": n % 2 == 0}}])
+            for n in range(30)]
+    text = listed(objs, **COMPACT)
+    for size in (1, 200, 1 << 20):
+        monkeypatch.setattr(pieces, "_BATCH", size)
+        for chunk in (1, 64, 1 << 16):
+            r = reader()
+            assert r.page(cut(text, chunk), errors.items_decoder()) is not None
+            assert r.items(None, errors.items_decoder()) == objs
