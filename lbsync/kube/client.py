@@ -98,16 +98,13 @@ class ApiSource:
         resourceVersion it had then, nothing is decoded and the Snapshot has no objects, only
         that version (an unchanged 5,000-Service cluster: no 20 MB of JSON to parse).
         """
-        self._nodes_listed, self._lists.prefetched = None, {}  # only ever reused within one poll
+        self._nodes_listed = None  # only ever reused within one poll
         requests0, bytes0 = self._transport.requests, self._transport.bytes
-        try:
-            if unchanged_since:
-                same = self._unchanged(unchanged_since)
-                if same is not None:
-                    return same
-            return self._fetch(requests0, bytes0)
-        finally:
-            self._lists.prefetched = {}
+        if unchanged_since:
+            same = self._unchanged(unchanged_since)
+            if same is not None:
+                return same
+        return self._fetch(requests0, bytes0)
 
     def forget(self) -> None:
         """Read every item in full at the next fetch (the kept Parts its stand-ins stood for are gone)."""
@@ -136,14 +133,12 @@ class ApiSource:
             params = {"limit": str(self.page_size), "resourceVersion": "0"}
             if self.selector and resource is SERVICES:
                 params["labelSelector"] = self.selector
-            path = _path(resource, namespace)
             try:
-                answer = self._transport.get_cut(path, params, unless_version=rv)
+                answer = self._transport.get_list(_path(resource, namespace), params, unless_version=rv)
             except (ApiNotFound, ApiForbidden):
                 return None  # the full listing decides about falling back to v1 Endpoints
-            if answer is not None:  # something moved: the caller lists everything, this page read already
-                self._lists.prefetched[path] = answer
-                return None
+            if not answer.get("unchanged"):
+                return None  # something moved: the caller lists everything again
         if tagged:
             # a Node list's resourceVersion moves with every status update: compare what the pool reads
             found, _ = self.list_nodes()

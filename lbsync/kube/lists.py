@@ -22,13 +22,11 @@ Resource = Tuple[str, str, str, str]  # path prefix, plural, kind, apiVersion
 
 
 class Lists:
-    """Reads Lists through one transport; `prefetched`: path -> a first page already read
-    this poll (text, signature, response), used instead of asking again."""
+    """Reads Lists through one transport."""
 
     def __init__(self, transport: Transport, page_size: int) -> None:
         self._transport = transport
         self.page_size = page_size
-        self.prefetched: Dict[str, Any] = {}
 
     def read(self, resource: Resource, namespace: Optional[str], selector: str,
               unused: Tuple[str, ...] = errors.UNUSED_KEYS,
@@ -49,12 +47,7 @@ class Lists:
     def _page(self, path: str, params: Dict[str, str], unused: Tuple[str, ...],
               reader: pieces.Reader) -> Dict[str, Any]:
         """One page read item by item: the List without its items, which the reader holds."""
-        raw = self.prefetched.pop(path, None) if "continue" not in params else None
-        if raw is None:
-            raw = self._transport.get_cut(path, params)
-            assert raw is not None  # None only answers `unless_version`
-        cut, signature, resp = raw
-        del raw
+        cut, signature, resp = self._transport.get_cut(path, params)
         head = reader.page(cut, errors.items_decoder(unused))
         if head is None:  # another layout: decoded whole
             text = cut.body().decode("utf-8", "replace")

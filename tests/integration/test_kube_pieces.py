@@ -37,7 +37,7 @@ def test_one_changed_endpoint_decodes_only_its_service(fake_api, tmp_path):  # n
     fake_api.set_endpoints("a", "svc-00002", ready=["10.9.9.9"])
     moved = src.fetch(unchanged_since=first.version)
     assert decoded(moved.services) == decoded(moved.endpoint_slices) == {("a", "svc-00002")}
-    assert moved.requests == 2  # the changed slice list, read once; the Service list
+    assert moved.requests == 3  # the probe of the slice list, then both lists
     fresh = source(fake_api, tmp_path).fetch()  # no stand-ins: every object in full
     assert [identity(o) for o in moved.services] == [identity(o) for o in fresh.services]
     assert [identity(o) for o in moved.endpoint_slices] == [identity(o) for o in fresh.endpoint_slices]
