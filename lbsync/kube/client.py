@@ -206,7 +206,13 @@ class ApiSource:
             reader = self._readers.get((resource[1], namespace))
             if reader is None:
                 reader = self._readers[(resource[1], namespace)] = _reader(resource, self.stand_ins)
-            versions.append(self._lists.read(resource, namespace, selector, unused, reader)[1])
+            if self.stand_ins:
+                versions.append(self._lists.read(resource, namespace, selector, unused, reader)[1])
+            else:  # nothing is kept for a next fetch: decoded whole, the cheapest way once
+                reader.begin(unused)
+                items, token = self._lists.read(resource, namespace, selector, unused)
+                reader.whole(items)
+                versions.append(token)
             out.append(reader)
         return out
 
