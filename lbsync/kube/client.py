@@ -6,6 +6,8 @@ poll whatever the number of Services (given the page size), a restart when a con
 expires (410), and a remembered fall back to v1 Endpoints on clusters that do not serve or
 do not permit EndpointSlices. Nodes are listed only when some Service is served through
 nodePorts (backend mode `nodeport`): one more list per poll, whatever the cluster's size.
+With `stand_ins`, a list that changed is read item by item (lbsync.kube.pieces): only the
+objects of Services with a changed item are decoded, the rest are handed on as stand-ins.
 """
 from __future__ import annotations
 

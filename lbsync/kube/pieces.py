@@ -111,7 +111,7 @@ class Reader:
 
     def items(self, dirty: Optional[Set[Owner]], decode: Callable[[str, int, int], Any]) -> List[dict]:
         """This poll's objects in list order: in full when their owner is dirty (or `dirty` is
-        None: all are), decoded again from this poll's text; else their stand-ins."""
+        None: all are), decoded from this poll's bytes; else their stand-ins."""
         todo = [e for e in self._entries if e.raw is not None and (dirty is None or e.owner in dirty)]
         if not _decode(todo, decode, self._owner_of):  # they passed at the last poll: the same bytes cannot fail
             raise ValueError("items that decoded before do not decode now")
