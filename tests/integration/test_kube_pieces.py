@@ -6,7 +6,10 @@ from __future__ import annotations
 import copy
 import random
 
+import pytest
+
 from lbsync import sync
+from lbsync.exceptions import ApiMalformed
 from lbsync.kube import ApiSource, credentials
 from lbsync.snapshot import Unread, identity
 from tests.fakeapi import FakeKubeApi
@@ -102,3 +105,35 @@ def test_kept_parts_gone_means_one_read_in_full(fake_api, tmp_path):  # noqa: F8
     assert fake_api.request_count() - before == 4  # the poll (2 lists), then both lists in full
     assert warm.cache.parts_built == 8  # built from objects read again in full
     assert plan.text == sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig)).plan().text
+
+
+def test_paged_lists_restarted_on_410_are_read_item_by_item_alike(fake_api, tmp_path):  # noqa: F811
+    fake_api.honor_limit_with_rv0 = True
+    fake_api.populate(30, 1)
+    src = source(fake_api, tmp_path, stand_ins=True, page_size=7)
+    first = src.fetch()
+    fake_api.set_endpoints("default", "svc-00017", ready=["10.9.9.9"])
+    fake_api.expire_next_continue(1)  # the Service list restarts after its first page
+    moved = src.fetch(unchanged_since=first.version)
+    assert decoded(moved.services) == decoded(moved.endpoint_slices) == {("default", "svc-00017")}
+    fresh = source(fake_api, tmp_path, page_size=7).fetch()
+    assert [identity(o) for o in moved.services] == [identity(o) for o in fresh.services]
+    assert [identity(o) for o in moved.endpoint_slices] == [identity(o) for o in fresh.endpoint_slices]
+
+
+@pytest.mark.parametrize("fault, message", [("html", r"not JSON \(Content-Type text/html\): '<html>"),
+                                            ("honest", "not JSON"), ("short", "truncated")])
+def test_a_bad_answer_is_an_error_read_item_by_item_too(fake_api, tmp_path, fault, message):  # noqa: F811
+    fake_api.populate(20, 2)
+    src = source(fake_api, tmp_path, stand_ins=True)
+    first = src.fetch()
+    fake_api.set_endpoints("default", "svc-00003", ready=["10.9.9.9"])
+    if fault == "html":
+        fake_api.html_next(2, path="/apis/discovery.k8s.io/v1/endpointslices")  # the probe, then the read
+    else:
+        fake_api.truncate_next(2, honest_length=fault == "honest", path="/apis/discovery.k8s.io/v1/endpointslices")
+    with pytest.raises(ApiMalformed, match=message):
+        src.fetch(unchanged_since=first.version)
+    fake_api.clear_faults()
+    again = src.fetch(unchanged_since=first.version)  # a good read, as if the bad one had never been
+    assert decoded(again.endpoint_slices) == {("default", "svc-00003")}
