@@ -121,20 +121,20 @@ def decoder(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[Any], Any]:
                              functools.partial(_slim, unused=unused))
 
 
-def items_decoder(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[str, int, int], Any]:
-    """Like `decoder`, for a JSON array of list items (lbsync.kube.pieces) that is
-    `text[start:end]`, read in place (no copy of a 16 MB text). ValueError if that is not
-    one JSON value."""
+def items_decoder(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[str], Any]:
+    """Like `decoder`, for a batch of list items as one JSON array (lbsync.kube.pieces): one
+    decoder for every batch of a poll. ValueError if the text is not one JSON value, with
+    nothing around it (the items have no whitespace)."""
     scan = json.JSONDecoder(object_hook=_slim if unused is UNUSED_KEYS else
                             functools.partial(_slim, unused=unused)).scan_once
 
-    def decode(text: str, start: int, end: int) -> Any:
+    def decode(text: str) -> Any:
         try:
-            items, stop = scan(text, start)
+            items, stop = scan(text, 0)
         except StopIteration as e:
             raise ValueError("not JSON at %d" % e.value) from None
-        if stop != end:
-            raise ValueError("not one JSON value: %d != %d" % (stop, end))
+        if stop != len(text):
+            raise ValueError("not one JSON value: it ends at %d of %d" % (stop, len(text)))
         return items
     return decode
 

@@ -73,10 +73,10 @@ class Reader:
             self._known, self._unused = {}, unused
         self._entries = []
 
-    def page(self, cut: Cut, decode: Callable[[str, int, int], Any]) -> Optional[Dict[str, Any]]:
+    def page(self, cut: Cut, decode: Callable[[str], Any]) -> Optional[Dict[str, Any]]:
         """Take one page's items; its List fields (metadata), or None when the page is not
         laid out as expected (the caller decodes it whole and hands its items to `whole`).
-        `decode(text, start, end)`: json, dropping unused keys (lbsync.kube.errors.items_decoder)."""
+        `decode(text)`: json, dropping unused keys (lbsync.kube.errors.items_decoder)."""
         if cut.fields is None:
             return None
         known, entries, new, remember = self._known, [], [], self._keep is not None
@@ -109,7 +109,7 @@ class Reader:
         """This poll's objects as read so far: stand-ins where unchanged."""
         return [e.obj for e in self._entries]  # type: ignore[misc]
 
-    def items(self, dirty: Optional[Set[Owner]], decode: Callable[[str, int, int], Any]) -> List[dict]:
+    def items(self, dirty: Optional[Set[Owner]], decode: Callable[[str], Any]) -> List[dict]:
         """This poll's objects in list order: in full when their owner is dirty (or `dirty` is
         None: all are), decoded from this poll's bytes; else their stand-ins."""
         todo = [e for e in self._entries if e.raw is not None and (dirty is None or e.owner in dirty)]
@@ -128,7 +128,7 @@ class Reader:
         self._known, self._entries = known, []
 
 
-def _decode(entries: List[Entry], decode: Callable[[str, int, int], Any], owner_of: Callable[[dict], Owner]) -> bool:
+def _decode(entries: List[Entry], decode: Callable[[str], Any], owner_of: Callable[[dict], Owner]) -> bool:
     """Decode the entries' bytes as JSON arrays of about _BATCH bytes each, and make each
     entry whole (its bytes then freed); False when the pieces are not one object each with
     `metadata` first (see the module's docstring)."""
@@ -141,7 +141,7 @@ def _decode(entries: List[Entry], decode: Callable[[str, int, int], Any], owner_
         batch = entries[at:stop]
         text = ("[" + b",".join([e.raw for e in batch]).decode("utf-8", "replace") + "]")  # type: ignore[misc]
         try:
-            objs = decode(text, 0, len(text))
+            objs = decode(text)
         except ValueError:
             return False
         del text

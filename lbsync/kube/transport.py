@@ -10,7 +10,7 @@ import codecs
 import io
 import json
 import warnings
-from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -199,10 +199,11 @@ class Transport:
         return resp
 
 
-def _text(chunks: Iterable[bytes]) -> str:
+def _text(chunks: Iterator[bytes]) -> str:
     """A body's text (UTF-8, bad bytes replaced, as bytes.decode gives), decoded as it streams
-    in: its bytes are never whole in memory beside its text (16 MB each for the EndpointSlices
-    of 5,000 Services), and StringIO hands over the text it built without a copy."""
+    in: its bytes are never whole in memory beside its text. Building it still costs about
+    twice its size at the end (measured: +31 MB of RSS for 16 MB), so a poll's changed list is
+    cut into items instead (get_cut); this serves a watch's relist, Nodes and errors."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     with io.StringIO() as buffer:
         for chunk in chunks:
