@@ -137,3 +137,25 @@ def test_a_bad_answer_is_an_error_read_item_by_item_too(fake_api, tmp_path, faul
     fake_api.clear_faults()
     again = src.fetch(unchanged_since=first.version)  # a good read, as if the bad one had never been
     assert decoded(again.endpoint_slices) == {("default", "svc-00003")}
+
+
+def test_a_service_turned_to_node_ports_and_a_node_gone_give_the_bytes_of_a_cold_sync(fake_api, tmp_path):  # noqa: F811
+    fake_api.populate(6, 2)
+    fake_api.add_service("web", "default", [("http", 80, 8080)], type="NodePort")
+    fake_api.set_endpoints("default", "web", ready=[{"ip": "10.244.1.5", "node": "node-a"}])
+    for name, ip in (("node-a", "10.0.0.11"), ("node-b", "10.0.0.12")):
+        fake_api.add_node(name, ip)
+    kubeconfig = fake_api.write_kubeconfig(str(tmp_path / "kc"))
+    warm = sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig))
+    assert warm.plan().text
+
+    def cold() -> str:
+        return sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig)).plan().text
+
+    fake_api.update_service("default", "web", lambda s: s["metadata"].setdefault("annotations", {}).update(
+        {"serviceloadbalancer/lb.backend-mode": "nodeport"}))  # now Nodes are listed, slices keep nodeName
+    plan = warm.plan()
+    assert "10.0.0.12" in plan.text and plan.text == cold()
+    fake_api.delete_node("node-b")  # the pool changed: every Service served through nodePorts is built again
+    plan = warm.plan()
+    assert "10.0.0.12" not in plan.text and plan.text == cold()
