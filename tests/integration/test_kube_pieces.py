@@ -17,6 +17,11 @@ from tests.fakeapi.fixtures import fake_api  # noqa: F401
 from tests.unit.test_incremental import settings_for
 
 
+def settings(tmp_path, kubeconfig: str):
+    """Loopback Pods and nodes (no live HAProxy here, but the suite keeps to 127/8), served."""
+    return settings_for(tmp_path, kubeconfig=kubeconfig, deny_networks=())
+
+
 def source(api: FakeKubeApi, tmp_path, **kwargs) -> ApiSource:
     path = api.write_kubeconfig(str(tmp_path / "kc"), auth="token")
     return ApiSource(credentials.load(path, env={}), **kwargs)
@@ -37,7 +42,7 @@ def test_one_changed_endpoint_decodes_only_its_service(fake_api, tmp_path):  # n
     src = source(fake_api, tmp_path, stand_ins=True)
     first = src.fetch()
     assert decoded(first.services) == {owner(s) for s in first.services}  # a first read: all in full
-    fake_api.set_endpoints("a", "svc-00002", ready=["10.9.9.9"])
+    fake_api.set_endpoints("a", "svc-00002", ready=["127.9.9.9"])
     moved = src.fetch(unchanged_since=first.version)
     assert decoded(moved.services) == decoded(moved.endpoint_slices) == {("a", "svc-00002")}
     assert moved.requests == 3  # the probe of the slice list, then both lists
@@ -49,18 +54,18 @@ def test_one_changed_endpoint_decodes_only_its_service(fake_api, tmp_path):  # n
     assert set(stand_in["metadata"]) == {"name", "namespace", "uid", "resourceVersion", "labels"}
     assert set(stand_in["metadata"]["labels"]) == {"kubernetes.io/service-name"}
     full = next(o for o in moved.endpoint_slices if not isinstance(o, Unread))
-    assert full["endpoints"][0]["addresses"] == ["10.9.9.9"]
+    assert full["endpoints"][0]["addresses"] == ["127.9.9.9"]
 
 
 def test_one_slice_of_many_makes_the_whole_service_read_again(fake_api, tmp_path):  # noqa: F811
     fake_api.populate(6, 2)
-    fake_api.set_endpoints("default", "svc-00001", ready=["10.7.%d.%d" % (i // 200, i % 200) for i in range(250)])
+    fake_api.set_endpoints("default", "svc-00001", ready=["127.7.%d.%d" % (i // 200, i % 200) for i in range(250)])
     src = source(fake_api, tmp_path, stand_ins=True)
     first = src.fetch()
     names = fake_api.store.slice_names("default", "svc-00001")
     assert len(names) == 3  # 100 endpoints per slice
     one = copy.deepcopy(fake_api.store.get("endpointslices", "default", names[1]))
-    one["endpoints"][0]["addresses"] = ["10.8.8.8"]
+    one["endpoints"][0]["addresses"] = ["127.8.8.8"]
     fake_api.store.put("endpointslices", one)
     moved = src.fetch(unchanged_since=first.version)
     full = [o for o in moved.endpoint_slices if not isinstance(o, Unread)]
@@ -74,7 +79,7 @@ def test_one_slice_of_many_makes_the_whole_service_read_again(fake_api, tmp_path
 
 def test_polling_sync_rebuilds_one_service_and_gives_the_bytes_of_a_cold_sync(fake_api, tmp_path):  # noqa: F811
     fake_api.populate(12, 2, namespaces=["a", "b"])
-    warm = sync.Syncer(settings_for(tmp_path, kubeconfig=fake_api.write_kubeconfig(str(tmp_path / "kc"))))
+    warm = sync.Syncer(settings(tmp_path, fake_api.write_kubeconfig(str(tmp_path / "kc"))))
     assert warm.plan().text
     rnd = random.Random(5)
     for step in range(12):
@@ -85,9 +90,9 @@ def test_polling_sync_rebuilds_one_service_and_gives_the_bytes_of_a_cold_sync(fa
             fake_api.update_service(ns, name, lambda s: s["metadata"].setdefault("annotations", {}).update(
                 {"serviceloadbalancer/lb.host": "h%d.example.com" % step}))
         else:
-            fake_api.set_endpoints(ns, name, ready=["10.9.%d.%d" % (step, i) for i in range(rnd.randrange(1, 4))])
+            fake_api.set_endpoints(ns, name, ready=["127.9.%d.%d" % (step, i) for i in range(rnd.randrange(1, 4))])
         plan = warm.plan()
-        cold = sync.Syncer(settings_for(tmp_path, kubeconfig=str(tmp_path / "kc"))).plan()
+        cold = sync.Syncer(settings(tmp_path, str(tmp_path / "kc"))).plan()
         assert plan.text == cold.text
         assert warm.cache.parts_built == 1  # only the changed Service was modelled again
         assert warm.cache.spliced == (step % 4 != 3)  # a polled pass splices too
@@ -96,15 +101,15 @@ def test_polling_sync_rebuilds_one_service_and_gives_the_bytes_of_a_cold_sync(fa
 def test_kept_parts_gone_means_one_read_in_full(fake_api, tmp_path):  # noqa: F811
     fake_api.populate(8, 2)
     kubeconfig = fake_api.write_kubeconfig(str(tmp_path / "kc"))
-    warm = sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig))
+    warm = sync.Syncer(settings(tmp_path, kubeconfig))
     assert warm.plan().text
     warm.cache._parts.clear()  # as if the pass that read the last lists had failed before modelling
-    fake_api.set_endpoints("default", "svc-00003", ready=["10.9.9.9"])
+    fake_api.set_endpoints("default", "svc-00003", ready=["127.9.9.9"])
     before = fake_api.request_count()
     plan = warm.plan()
     assert fake_api.request_count() - before == 4  # the poll (2 lists), then both lists in full
     assert warm.cache.parts_built == 8  # built from objects read again in full
-    assert plan.text == sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig)).plan().text
+    assert plan.text == sync.Syncer(settings(tmp_path, kubeconfig)).plan().text
 
 
 def test_paged_lists_restarted_on_410_are_read_item_by_item_alike(fake_api, tmp_path):  # noqa: F811
@@ -112,7 +117,7 @@ def test_paged_lists_restarted_on_410_are_read_item_by_item_alike(fake_api, tmp_
     fake_api.populate(30, 1)
     src = source(fake_api, tmp_path, stand_ins=True, page_size=7)
     first = src.fetch()
-    fake_api.set_endpoints("default", "svc-00017", ready=["10.9.9.9"])
+    fake_api.set_endpoints("default", "svc-00017", ready=["127.9.9.9"])
     fake_api.expire_next_continue(1)  # the Service list restarts after its first page
     moved = src.fetch(unchanged_since=first.version)
     assert decoded(moved.services) == decoded(moved.endpoint_slices) == {("default", "svc-00017")}
@@ -127,7 +132,7 @@ def test_a_bad_answer_is_an_error_read_item_by_item_too(fake_api, tmp_path, faul
     fake_api.populate(20, 2)
     src = source(fake_api, tmp_path, stand_ins=True)
     first = src.fetch()
-    fake_api.set_endpoints("default", "svc-00003", ready=["10.9.9.9"])
+    fake_api.set_endpoints("default", "svc-00003", ready=["127.9.9.9"])
     if fault == "html":
         fake_api.html_next(2, path="/apis/discovery.k8s.io/v1/endpointslices")  # the probe, then the read
     else:
@@ -142,20 +147,20 @@ def test_a_bad_answer_is_an_error_read_item_by_item_too(fake_api, tmp_path, faul
 def test_a_service_turned_to_node_ports_and_a_node_gone_give_the_bytes_of_a_cold_sync(fake_api, tmp_path):  # noqa: F811
     fake_api.populate(6, 2)
     fake_api.add_service("web", "default", [("http", 80, 8080)], type="NodePort")
-    fake_api.set_endpoints("default", "web", ready=[{"ip": "10.244.1.5", "node": "node-a"}])
-    for name, ip in (("node-a", "10.0.0.11"), ("node-b", "10.0.0.12")):
+    fake_api.set_endpoints("default", "web", ready=[{"ip": "127.244.1.5", "node": "node-a"}])
+    for name, ip in (("node-a", "127.0.1.11"), ("node-b", "127.0.1.12")):
         fake_api.add_node(name, ip)
     kubeconfig = fake_api.write_kubeconfig(str(tmp_path / "kc"))
-    warm = sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig))
+    warm = sync.Syncer(settings(tmp_path, kubeconfig))
     assert warm.plan().text
 
     def cold() -> str:
-        return sync.Syncer(settings_for(tmp_path, kubeconfig=kubeconfig)).plan().text
+        return sync.Syncer(settings(tmp_path, kubeconfig)).plan().text
 
     fake_api.update_service("default", "web", lambda s: s["metadata"].setdefault("annotations", {}).update(
         {"serviceloadbalancer/lb.backend-mode": "nodeport"}))  # now Nodes are listed, slices keep nodeName
     plan = warm.plan()
-    assert "10.0.0.12" in plan.text and plan.text == cold()
+    assert "127.0.1.12" in plan.text and plan.text == cold()
     fake_api.delete_node("node-b")  # the pool changed: every Service served through nodePorts is built again
     plan = warm.plan()
-    assert "10.0.0.12" not in plan.text and plan.text == cold()
+    assert "127.0.1.12" not in plan.text and plan.text == cold()
