@@ -49,7 +49,7 @@ class Cutter:
             self._carry = data
             return
         if self._head is None:
-            m = signature._HEAD_ITEMS.match(data, 0, min(len(data), signature.HEAD))
+            m = signature.HEAD_ITEMS.match(data, 0, min(len(data), signature.HEAD))
             if m is None:
                 self._carry, self._failed = data, len(data) >= signature.HEAD
                 return

@@ -15,7 +15,6 @@ import requests
 
 from lbsync.exceptions import (ApiError, ApiForbidden, ApiGone, ApiMalformed, ApiNotFound,
                                ApiServerError, ApiTooManyRequests, ApiUnauthorized, ApiUnreachable)
-from lbsync.kube import signature
 
 BY_STATUS: Dict[int, Type[ApiError]] = {401: ApiUnauthorized, 403: ApiForbidden, 404: ApiNotFound,
                                         410: ApiGone, 429: ApiTooManyRequests}
@@ -169,12 +168,6 @@ def head_version(body: bytes) -> str:
 # A Service's uid is kept: a Kubernetes Event about it names it (`kubectl describe` matches on it).
 SERVICE_UNUSED = keeping(("uid",))
 
-
-def items_signature(body: bytes) -> str:
-    """Length and keyed hash of a whole List's items (lbsync.kube.signature): the same items
-    under a new list resourceVersion (a real cluster's churn) sign alike; '' when the body
-    has more pages or another layout."""
-    return signature.of(body)
 
 
 def parse_list(text: str, resp: requests.Response, url: str,

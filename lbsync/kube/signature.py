@@ -16,7 +16,7 @@ from typing import Optional
 
 HEAD = 4096  # the List's own metadata is in its first bytes (Go encodes struct fields in order)
 _KEY = os.urandom(16)
-_HEAD_ITEMS = re.compile(rb'\s*\{[^\[]*?"metadata"\s*:\s*\{([^{}]*)\}\s*,\s*"items"\s*:\s*\[')
+HEAD_ITEMS = re.compile(rb'\s*\{[^\[]*?"metadata"\s*:\s*\{([^{}]*)\}\s*,\s*"items"\s*:\s*\[')
 
 
 class Signer:
@@ -68,7 +68,7 @@ class Signer:
 
     def _start(self) -> None:
         head, self.head = self.head, self.head[:HEAD]
-        m = _HEAD_ITEMS.match(head, 0, min(len(head), HEAD))
+        m = HEAD_ITEMS.match(head, 0, min(len(head), HEAD))
         if not m or b'"continue"' in m.group(1):
             self._failed = True
             return

@@ -2,7 +2,7 @@
 resourceVersion; any other items, a paged list or another layout give another (or none)."""
 import json
 
-from lbsync.kube import errors
+from lbsync.kube import signature
 
 
 def body(items, **meta):
@@ -14,30 +14,29 @@ ITEMS = [{"metadata": {"name": "a", "uid": "u1", "resourceVersion": "3"}}, {"met
 
 
 def test_same_items_under_a_new_list_resource_version_sign_alike():
-    assert errors.items_signature(body(ITEMS)) == errors.items_signature(body(ITEMS, resourceVersion="12345"))
-    assert errors.items_signature(body(ITEMS))
+    assert signature.of(body(ITEMS)) == signature.of(body(ITEMS, resourceVersion="12345"))
+    assert signature.of(body(ITEMS))
 
 
 def test_other_items_sign_otherwise():
     other = [dict(ITEMS[0], spec={"x": 1}), ITEMS[1]]
-    assert errors.items_signature(body(other)) != errors.items_signature(body(ITEMS))
-    assert errors.items_signature(body(ITEMS[:1])) != errors.items_signature(body(ITEMS))
-    assert errors.items_signature(body([])) != errors.items_signature(body(ITEMS))
+    assert signature.of(body(other)) != signature.of(body(ITEMS))
+    assert signature.of(body(ITEMS[:1])) != signature.of(body(ITEMS))
+    assert signature.of(body([])) != signature.of(body(ITEMS))
 
 
 def test_paged_or_unexpected_bodies_have_no_signature():
-    assert errors.items_signature(body(ITEMS, **{"continue": "abc"})) == ""
+    assert signature.of(body(ITEMS, **{"continue": "abc"})) == ""
     reordered = b'{"kind":"ServiceList","items":[],"metadata":{"resourceVersion":"9"}}'
-    assert errors.items_signature(reordered) == ""
-    assert errors.items_signature(b"<html>oops</html>") == ""
+    assert signature.of(reordered) == ""
+    assert signature.of(b"<html>oops</html>") == ""
 
 
 def test_a_body_signed_as_it_streams_in_signs_as_the_whole_body():
-    from lbsync.kube import signature
     big = body([{"metadata": {"name": "s%d" % i, "uid": "u%d" % i}, "spec": {"ports": [[i], []]}}
                 for i in range(500)])
     whole = signature.of(big)
-    assert whole and whole == errors.items_signature(big)
+    assert whole and whole == signature.of(big)
     for size in (1, 13, 4096, 4097, 65536):
         signer = signature.Signer()
         for start in range(0, len(big), size):
@@ -47,7 +46,6 @@ def test_a_body_signed_as_it_streams_in_signs_as_the_whole_body():
 
 
 def test_a_streamed_paged_or_cut_body_has_no_signature():
-    from lbsync.kube import signature
     for raw in (body(ITEMS, **{"continue": "abc"}), b'{"metadata":{},"items":[', b""):
         signer = signature.Signer()
         for start in range(0, len(raw), 7):
