@@ -147,11 +147,6 @@ class Syncer:
         if objects is not None and objects == self._seen_objects and self._seen and self._seen[1] == file_id:
             self._seen = (snapshot.version, file_id)
             return None  # only the revision moved: no object changed
-        # read after the poll: not held while a big list decodes; a text HAProxy runs while
-        # its file is still being written is what this pass compares with
-        written = self._written if self._written is not None and self._written.file_id == file_id else None
-        running = ahead if ahead is not None else written  # what HAProxy runs: layout, topology, text
-        live = running.text if running is not None and running.text is not None else haproxy.read(self.path)
         try:
             topology = self.cache.topology(snapshot, self.options)
         except NotRead as e:  # a stand-in whose Part is no longer kept (a pass failed midway)
@@ -162,6 +157,12 @@ class Syncer:
         cost = (snapshot.version, snapshot.requests, snapshot.bytes)
         uids = _uids(topology.problems, snapshot.services) if self._wants_uids else {}
         del snapshot  # the raw objects are done with: free them before rendering (peak memory)
+        # read after the poll and the model: not held while a list decodes (or is read again
+        # in full); a text HAProxy runs while its file is still being written is what this
+        # pass compares with
+        written = self._written if self._written is not None and self._written.file_id == file_id else None
+        running = ahead if ahead is not None else written  # what HAProxy runs: layout, topology, text
+        live = running.text if running is not None and running.text is not None else haproxy.read(self.path)
         spares = self.runtime is not None  # only a Runtime API can fill spare slots
         previous = None if not spares else running.layout if running is not None else slots.parse(live)
         layout = slots.layout({b.name: b.servers for b in topology.backends}, previous or {}, spares=spares)
