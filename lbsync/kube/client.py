@@ -101,6 +101,7 @@ class ApiSource:
         that version (an unchanged 5,000-Service cluster: no 20 MB of JSON to parse).
         """
         self._nodes_listed = None  # only ever reused within one poll
+        self._transport.held.drop()  # so is a body the probe holds
         requests0, bytes0 = self._transport.requests, self._transport.bytes
         if unchanged_since:
             same = self._unchanged(unchanged_since)
@@ -136,7 +137,8 @@ class ApiSource:
             if self.selector and resource is SERVICES:
                 params["labelSelector"] = self.selector
             try:
-                answer = self._transport.get_list(_path(resource, namespace), params, unless_version=rv)
+                answer = self._transport.get_list(_path(resource, namespace), params, unless_version=rv,
+                                                  hold=self.stand_ins)  # changed: the fetch cuts it, not downloads it again
             except (ApiNotFound, ApiForbidden):
                 return None  # the full listing decides about falling back to v1 Endpoints
             if not answer.get("unchanged"):

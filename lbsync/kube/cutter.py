@@ -44,24 +44,26 @@ class Cutter:
         self._failed = False
 
     def feed(self, chunk: bytes) -> None:
+        """Take the next chunk (bytes or a bytearray: a whole body held is never copied)."""
         data = self._carry + chunk if self._carry else chunk
         if self._failed:
-            self._carry = data
+            self._carry = bytes(data)  # a held body's buffer is written again by a later poll
             return
+        at = 0
         if self._head is None:
             m = signature.HEAD_ITEMS.match(data, 0, min(len(data), signature.HEAD))
             if m is None:
-                self._carry, self._failed = data, len(data) >= signature.HEAD
+                self._carry, self._failed = bytes(data), len(data) >= signature.HEAD
                 return
-            self._head, data = data[:m.end()], data[m.end():]
-        at, items, view = 0, self._items, memoryview(data)
+            self._head, at = bytes(data[:m.end()]), m.end()
+        items, view = self._items, memoryview(data)
         while True:
             found = data.find(_CUT, at)
             if found < 0:
                 break
             items.append(view[at:found + 1])  # no copy: the chunk is freed with its last item
             at = found + 2
-        self._carry = data[at:]
+        self._carry = bytes(data[at:])
 
     def finish(self) -> Cut:
         carry, head, items = self._carry, self._head, self._items

@@ -18,7 +18,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from lbsync import __version__
-from lbsync.kube import cutter, errors
+from lbsync.kube import cutter, errors, held
 from lbsync.kube import signature as sig
 from lbsync.kube.credentials import Credentials
 
@@ -54,6 +54,7 @@ class Transport:
         if credentials.tls_server_name and credentials.server.startswith("https://"):
             self.session.mount("https://", _ServerNameAdapter(credentials.tls_server_name))
         self._verify: Union[bool, str] = False if credentials.insecure else (credentials.ca_file or True)
+        self.held = held.Body()  # a changed List's body, from a poll's probe to its fetch
 
     def close(self) -> None:
         self.session.close()
@@ -68,28 +69,47 @@ class Transport:
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     def get_list(self, path: str, params: Dict[str, str], *, unless_version: str = "",
-                 unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Dict[str, Any]:
+                 unused: Tuple[str, ...] = errors.UNUSED_KEYS, hold: bool = False) -> Dict[str, Any]:
         """GET a List; raises the matching ApiError subclass on any failure. With
         `unless_version` (a list token, "resourceVersion/signature"), nothing is decoded: the
         answer only says whether the List still has that resourceVersion or the very same
-        items (`{"unchanged": True|False, ...}`). A decoded List has its items' `signature`
-        (lbsync.kube.signature). `unused`: the keys dropped from every object while decoding."""
+        items (`{"unchanged": True|False, ...}`); with `hold` too, a changed body is held for
+        the next `get_cut` of the same path and query (lbsync.kube.held). A decoded List has
+        its items' `signature` (lbsync.kube.signature). `unused`: the keys dropped from every
+        object while decoding."""
         url = self.display_url(path)
         resp = self._open_list(path, params, url)
         if unless_version:  # only asking "did it change?": never decode, the caller lists again
-            return self._unchanged(resp, url, unless_version)
+            if not hold:
+                return self._unchanged(resp, url, unless_version, None)
+            self.held.start()
+            try:
+                answer = self._unchanged(resp, url, unless_version, self.held)
+            except BaseException:
+                self.held.drop()  # nothing to hold from a failed read
+                raise
+            if answer["unchanged"]:
+                self.held.drop()
+            else:
+                self.held.hold(held.key(path, params), answer.pop("signature"), resp)
+            return answer
         signer = sig.Signer()
         text = _text(self._chunks(resp, url, signer))
         return dict(errors.parse_list(text, resp, url, unused), signature=signer.result())
 
     def get_cut(self, path: str, params: Dict[str, str]) -> Tuple[cutter.Cut, str, requests.Response]:
         """GET a List cut into its items' bytes as it streams in (lbsync.kube.cutter), its
-        items' signature, and the (read) response, for messages. (A poll's "did it change?"
-        is `get_list(unless_version=...)`: it keeps no chunk, which would cost a revision-churn
-        poll half its CPU again in page faults, measured at 5,000 Services.)"""
+        items' signature, and the (read) response, for messages. A body the probe of this
+        poll holds (`get_list(hold=True)`) is cut instead of downloaded again."""
+        cut = cutter.Cutter()
+        found = self.held.take(held.key(path, params))
+        if found is not None:
+            body, signature, resp = found
+            cut.feed(body)
+            return cut.finish(), signature, resp
         url = self.display_url(path)
         resp = self._open_list(path, params, url)
-        signer, cut = sig.Signer(), cutter.Cutter()
+        signer = sig.Signer()
         for chunk in self._chunks(resp, url, signer):
             cut.feed(chunk)
         return cut.finish(), signer.result(), resp
@@ -105,14 +125,19 @@ class Transport:
             raise errors.from_response(resp, url)
         return resp
 
-    def _unchanged(self, resp: requests.Response, url: str, token: str) -> Dict[str, Any]:
+    def _unchanged(self, resp: requests.Response, url: str, token: str,
+                   body: Optional[held.Body]) -> Dict[str, Any]:
         """Whether a List answer still has the resourceVersion, or the very same items, of
         `token` ("resourceVersion/signature"), read as it streams in: an unchanged poll of a
-        big cluster never holds its 20 MB body."""
+        big cluster never holds its 20 MB body; a changed one is copied into `body`, if given."""
         rv, _, signature = token.partition("/")
         signer, chunks = sig.Signer(), self._chunks(resp, url)
+        if body is not None:
+            body.start()
         for chunk in chunks:
             signer.update(chunk)
+            if body is not None:
+                body.add(chunk)
             if signer.head_done:
                 break
         if errors.head_version(signer.head) == rv:  # the same List: the rest is only read, for the connection
@@ -121,8 +146,11 @@ class Transport:
             return {"metadata": {"resourceVersion": token}, "unchanged": True}
         for chunk in chunks:
             signer.update(chunk)
-        same = bool(signature and signer.result() == signature)  # a real cluster's churn
-        return {"metadata": {"resourceVersion": token if same else ""}, "unchanged": same}
+            if body is not None:
+                body.add(chunk)
+        found = signer.result()
+        same = bool(signature and found == signature)  # a real cluster's churn
+        return {"metadata": {"resourceVersion": token if same else ""}, "unchanged": same, "signature": found}
 
     def _chunks(self, resp: requests.Response, url: str, signer: Optional[sig.Signer] = None) -> Iterator[bytes]:
         """A streamed body's chunks, counted (and signed); failures as ApiError."""

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from lbsync import sync
-from lbsync.exceptions import ApiMalformed
+from lbsync.exceptions import ApiError, ApiMalformed
 from lbsync.kube import ApiSource, credentials
 from lbsync.snapshot import Unread, identity
 from tests.fakeapi import FakeKubeApi
@@ -45,8 +45,9 @@ def test_one_changed_endpoint_decodes_only_its_service(fake_api, tmp_path):  # n
     fake_api.set_endpoints("a", "svc-00002", ready=["127.9.9.9"])
     moved = src.fetch(unchanged_since=first.version)
     assert decoded(moved.services) == decoded(moved.endpoint_slices) == {("a", "svc-00002")}
-    assert moved.requests == 3  # the probe of the slice list, then both lists
+    assert moved.requests == 2  # the probe of the slice list (its body held for the fetch), then the Services
     fresh = source(fake_api, tmp_path).fetch()  # no stand-ins: every object in full
+    assert moved.bytes == fresh.bytes  # each list downloaded once
     assert [identity(o) for o in moved.services] == [identity(o) for o in fresh.services]
     assert [identity(o) for o in moved.endpoint_slices] == [identity(o) for o in fresh.endpoint_slices]
     stand_in = next(o for o in moved.endpoint_slices if isinstance(o, Unread))
@@ -96,6 +97,24 @@ def test_polling_sync_rebuilds_one_service_and_gives_the_bytes_of_a_cold_sync(fa
         assert plan.text == cold.text
         assert warm.cache.parts_built == 1  # only the changed Service was modelled again
         assert warm.cache.spliced == (step % 4 != 3)  # a polled pass splices too
+
+
+def test_a_body_the_probe_held_is_never_read_by_a_later_poll(fake_api, tmp_path):  # noqa: F811
+    fake_api.populate(10, 2)
+    src = source(fake_api, tmp_path, stand_ins=True)
+    first = src.fetch()
+    fake_api.set_endpoints("default", "svc-00004", ready=["127.9.9.1"])
+    fake_api.fail_next(1, 500, path="/api/v1/services")  # after the probe held the changed slice list
+    with pytest.raises(ApiError):
+        src.fetch(unchanged_since=first.version)
+    fake_api.set_endpoints("default", "svc-00004", ready=["127.9.9.2"])
+    before = fake_api.request_count()
+    again = src.fetch()  # no probe this time: whatever is held would be the fetch's slice list
+    assert fake_api.request_count() - before == again.requests == 2
+    moved = [o for o in again.endpoint_slices if owner(o) == ("default", "svc-00004")]
+    assert [e["addresses"] for o in moved for e in o["endpoints"]] == [["127.9.9.2"]]
+    fresh = source(fake_api, tmp_path).fetch()
+    assert [identity(o) for o in again.endpoint_slices] == [identity(o) for o in fresh.endpoint_slices]
 
 
 def test_kept_parts_gone_means_one_read_in_full(fake_api, tmp_path):  # noqa: F811
