@@ -58,8 +58,16 @@ def mode_of(service: dict, default: str) -> str:
 
 
 def wants_nodes(services: Iterable[dict], default: str) -> bool:
-    """True when some Service is served through nodePorts: only then are Nodes worth listing."""
-    return default == "nodeport" or any(mode_of(s, default) == "nodeport" for s in services)
+    """True when some Service is served through nodePorts: only then are Nodes worth listing.
+    (Runs twice a pass over every Service: one without the annotation is passed over at once.)"""
+    if default == "nodeport":
+        return True
+    for s in services:
+        meta = s.get("metadata") if isinstance(s, dict) else None
+        found = meta.get("annotations") if isinstance(meta, dict) else None
+        if isinstance(found, dict) and MODE_ANNOTATION in found and mode_of(s, default) == "nodeport":
+            return True
+    return False
 
 
 def pool(nodes: Sequence[dict], *, address_types: Sequence[str], selector: str = "",

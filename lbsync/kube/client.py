@@ -158,7 +158,7 @@ class ApiSource:
         readers = self._read_all(SERVICES, versions, self.selector, errors.SERVICE_UNUSED)
         services = [o for r in readers for o in r.current()]  # stand-ins where unchanged: enough here
         listed = len(versions)
-        wanted = {(_meta(s, "namespace"), _meta(s, "name")) for s in services}
+        wanted = set().union(*(r.owners() for r in readers))  # (namespace, name) of each Service
         want_nodes = nodes.wants_nodes(services, self.backend_mode)
         # externalTrafficPolicy Local needs each endpoint's node
         unused = errors.keeping(("nodeName",)) if want_nodes else errors.UNUSED_KEYS
@@ -188,10 +188,9 @@ class ApiSource:
         dirty = set().union(*(r.dirty() for r in every)) if self.stand_ins and pool == self._pool_digest else None
         decode = errors.items_decoder(errors.SERVICE_UNUSED)
         services = _typed(_items(readers, dirty, decode), SERVICES)
-        decode = errors.items_decoder(unused)
-        slices = [s for s in _typed(_items(slice_readers, dirty, decode), SLICES) if _slice_owner(s) in wanted]
-        endpoints = [e for e in _typed(_items(endpoint_readers, dirty, decode), ENDPOINTS)
-                     if (_meta(e, "namespace"), _meta(e, "name")) in wanted]
+        decode = errors.items_decoder(unused)  # endpoint objects of Services listed only
+        slices = _typed(_items(slice_readers, dirty, decode, wanted), SLICES)
+        endpoints = _typed(_items(endpoint_readers, dirty, decode, wanted), ENDPOINTS)
         for r in every:
             r.commit()
         self._pool_digest = pool
@@ -234,9 +233,9 @@ def _reader(resource: Resource, remember: bool) -> pieces.Reader:
     return pieces.Reader(_slice_owner if resource is SLICES else _service_owner, keep if remember else None)
 
 
-def _items(readers: List[pieces.Reader], dirty: Optional[Set[pieces.Owner]],
-           decode: Callable[[Any], Any]) -> List[Dict[str, Any]]:
-    return [o for r in readers for o in r.items(dirty, decode)]
+def _items(readers: List[pieces.Reader], dirty: Optional[Set[pieces.Owner]], decode: Callable[[Any], Any],
+           wanted: Optional[Set[pieces.Owner]] = None) -> List[Dict[str, Any]]:
+    return [o for r in readers for o in r.items(dirty, decode, wanted)]
 
 
 def _service_owner(obj: Dict[str, Any]) -> Tuple[str, str]:

@@ -109,15 +109,21 @@ class Reader:
         """This poll's objects as read so far: stand-ins where unchanged."""
         return [e.obj for e in self._entries]  # type: ignore[misc]
 
-    def items(self, dirty: Optional[Set[Owner]], decode: Callable[[str], Any]) -> List[dict]:
-        """This poll's objects in list order: in full when their owner is dirty (or `dirty` is
-        None: all are), decoded from this poll's bytes; else their stand-ins."""
+    def owners(self) -> Set[Owner]:
+        """The owners of this poll's objects as read so far."""
+        return {e.owner for e in self._entries}
+
+    def items(self, dirty: Optional[Set[Owner]], decode: Callable[[str], Any],
+              wanted: Optional[Set[Owner]] = None) -> List[dict]:
+        """This poll's objects in list order (only those whose owner is `wanted`, if given):
+        in full when their owner is dirty (or `dirty` is None: all are), decoded from this
+        poll's bytes; else their stand-ins."""
         todo = [e for e in self._entries if e.raw is not None and (dirty is None or e.owner in dirty)]
         if not _decode(todo, decode, self._owner_of):  # they passed at the last poll: the same bytes cannot fail
             raise ValueError("items that decoded before do not decode now")
         for e in self._entries:
             e.raw = None  # the bytes are done with
-        return [e.obj for e in self._entries]  # type: ignore[misc]
+        return [e.obj for e in self._entries if wanted is None or e.owner in wanted]  # type: ignore[misc]
 
     def commit(self) -> None:
         """This poll's read is complete: it is what the next poll compares with."""

@@ -150,6 +150,11 @@ def test_wants_nodes_only_when_some_service_is_in_nodeport_mode():
     assert not nodes.wants_nodes([svc("a")], "pod")
     assert nodes.wants_nodes([svc("a"), annotated], "pod")
     assert nodes.wants_nodes([], "nodeport")
+    pod = nodeport_svc("api", annotations={"lb.backend-mode": "pod", "lb.algorithm": "leastconn"})
+    bad = nodeport_svc("bad", annotations={"lb.backend-mode": "sideways"})  # reported by the model, not here
+    odd = [{"metadata": None}, {"metadata": {"annotations": ["x"]}}, {"metadata": "x"}, "not a Service"]
+    assert not nodes.wants_nodes([svc("a"), pod, bad, *odd], "pod")
+    assert nodes.wants_nodes([*odd, pod, annotated], "pod")
 
 
 @pytest.mark.parametrize("text, has, lacks", [
