@@ -466,6 +466,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--plain-size", type=int, default=1000, help="Services of the plain workload (1 port, no TLS)")
     p.add_argument("--source-size", type=int, default=5000,
                    help="at this size, also time --source with kubectl's YAML and JSON dumps")
+    p.add_argument("--watch-size", type=int, default=5000,
+                   help="also time a cold and 5 warm passes with --watch at this size (0: not)")
     p.add_argument("--latency-size", type=int, default=100, help="cluster size of the latency test")
     p.add_argument("--latency-samples", type=int, default=20)
     p.add_argument("--no-latency", action="store_true")
@@ -479,7 +481,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="also profile (cProfile) the cold and warm cycles of each size into DIR")
     args = p.parse_args(argv)
     if args.quick:
-        args.sizes, args.latency_samples, args.source_size = "100,1000", 5, 1000
+        args.sizes, args.latency_samples, args.source_size, args.watch_size = "100,1000", 5, 1000, 1000
     sizes = [int(s) for s in args.sizes.split(",") if s]
     started = time.monotonic()
     shown = [a for a in (argv if argv is not None else sys.argv[1:])]
@@ -520,6 +522,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             finally:
                 api.stop()
             rows.append({"n": n, "annotations": counts, "cycles": cycles, "daemon": daemon})
+        watched = scenarios.measure_watch_cycle(args.watch_size) if args.watch_size else {}
+        if watched:
+            log("--watch at %d: cold %.3fs, warm %s" % (args.watch_size, watched["cold_s"], watched["warm_s"]))
         plain = measure_plain(args.plain_size, workdir)
         log("plain workload at %d: %s" % (args.plain_size, plain))
         latency = {}
@@ -531,11 +536,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"machine": env, "rows": rows, "latency": latency, "plain": plain,
-                           "sources": sources}, f, indent=1)
+                           "sources": sources, "watch_cycle": watched}, f, indent=1)
         if args.plot:
             write_plot(args.plot, rows)
         if args.out:
-            extra = report.scenarios(rows, plain, args.plain_size, sources, args.source_size)
+            extra = report.scenarios(rows, plain, args.plain_size, sources, args.source_size, watched)
             write_report(args.out, env, command, rows, latency, args.plot, args.latency_size, started, extra)
             log("wrote %s" % args.out)
     finally:

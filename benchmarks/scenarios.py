@@ -4,6 +4,7 @@ user runs it, and returns plain figures for the report.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,14 @@ def measure_source(kubeconfig: str, workdir: str, runs: int = 2) -> Dict:
     out["ratio_read"] = out["yaml"]["read_s"] / out["json"]["read_s"]
     out["ratio_once"] = out["yaml"]["once_s"] / out["json"]["once_s"]
     return out
+
+
+# -- the warm pass with --watch: no list to read, the store's snapshot (benchmarks/watch_cycle.py) --
+def measure_watch_cycle(services: int, changes: int = 5) -> Dict:
+    """A cold pass and `changes` warm ones with `--watch`, in a fresh process with its own cluster."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "watch_cycle.py"), "--services",
+                           str(services), "--changes", str(changes), "--json"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit("watch_cycle.py failed:\n" + proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
