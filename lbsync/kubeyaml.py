@@ -8,7 +8,9 @@ yamlstream's SafeLoader rules (so `port: 80` is 80, `yes` is True, timestamps ar
 as yaml.safe_load gives). Anything else in a text (tabs, comments, anchors, tags, flow
 collections, multi-line flow scalars, `---`, other line breaks, ...) raises Unsupported for the
 whole text, before any result is returned: the caller reads that text the full way.
-Keys in `drop` are left out of every mapping (never read by lbsync). Pure: text in, objects out.
+Keys in `drop` are left out of every mapping (never read by lbsync); the `key: word` lines of
+a dropped mapping are only matched, not taken apart (each else costs a parse: a Pod reference's
+name and uid are unique per endpoint). Pure: text in, objects out.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ _RESOLVED_FIRST = frozenset(k for k in yaml.SafeLoader.yaml_implicit_resolvers i
 _WORD = re.compile(r"[^\W\d_FNOTYfnoty][\w./-]*|[0-9]+(?:\.[0-9]+){2,}"
                    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _QUOTED = re.compile(r'"[^"\\]*"')  # a double-quoted string without escapes
+# a `key: value` line parse() takes as is, its value a string for sure: in a dropped mapping, a no-op
+_IGNORED = re.compile(r"[A-Za-z][\w./-]*: (?:%s)" % _WORD.pattern)
 _NONE = object()
 
 
@@ -80,6 +84,7 @@ class _Reader:
         tcol, tobj = _PENDING_COL, holder  # while a key is pending, no line takes the short way
         pending, pend_map, pend_col = "root", holder, -1
         block: Optional[List[str]] = None
+        dropped, dcol, pad = None, _PENDING_COL, ""  # the mapping of a key in `drop`: no one reads its lines
         for chunk in _chunks(text):
             for line in chunk.split("\n"):
                 if block is not None:
@@ -90,6 +95,8 @@ class _Reader:
                         continue
                     _literal(block, block_map, block_key, header, drop)
                     block = None
+                if tobj is dropped and tcol == dcol and line.startswith(pad) and _IGNORED.fullmatch(line, dcol):
+                    continue  # `key: word` in it: parse() would only store the value, in a mapping dropped
                 fast, col, dash, k, kind, v = cache.get(line) or parse(line)
                 if fast == tcol and kind is _VALUE:
                     tobj[k] = v
@@ -104,6 +111,8 @@ class _Reader:
                         value = None
                     if pending not in drop:
                         pend_map[pending] = value
+                    elif value.__class__ is dict:
+                        dropped, dcol, pad = value, col, " " * col
                     pending = _NONE
                     tcol, tobj = stack[-1]
                 if dash:

@@ -127,6 +127,47 @@ def test_whatever_a_kubectl_style_emitter_writes_is_read_as_safe_load_reads_it(d
     same_or_refused(text)
 
 
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(KUBECTL_DOCS, st.sampled_from(["name", "port", "yes", "f:spec"]))
+def test_a_dropped_mapping_is_refused_exactly_when_it_would_be_if_kept(doc, key):
+    """Its plain `key: word` lines are matched, not parsed: that must never accept more."""
+    text = "\n".join(kubectl_yaml(doc)) + "\n"
+    drop = DROP | {key}
+    try:
+        kubeyaml.load(text, frozenset())
+    except kubeyaml.Unsupported:
+        with pytest.raises(kubeyaml.Unsupported):
+            kubeyaml.load(text, drop)
+        return
+    assert same_or_refused(text, drop)
+
+
+@pytest.mark.parametrize("inside", [
+    "      pending:\n      kind: Pod\n        uid: u1\n",  # a key out of place after a pending one
+    "      kind: Pod\n        name: p1\n",                # deeper than its mapping
+    '      name: "p1\n      uid: u1"\n',                   # a quoted scalar over two lines
+    "      name: p1 # a comment\n",
+    "      name: p1\n     uid: u1\n",                     # between two columns
+    "      name: &a p1\n",
+])
+def test_what_is_refused_in_a_mapping_kept_is_refused_in_one_dropped(inside):
+    text = "items:\n- endpoints:\n  - addresses:\n    - 10.0.0.1\n    targetRef:\n" + inside + "kind: List\n"
+    for drop in (frozenset(), frozenset({"targetRef"})):
+        with pytest.raises(kubeyaml.Unsupported):
+            kubeyaml.load(text, drop)
+
+
+def test_a_dropped_pod_reference_leaves_the_rest_as_safe_load_reads_it():
+    refs = "".join("  - addresses:\n    - 10.0.0.%d\n    nodeName: node-%d\n    targetRef:\n      kind: Pod\n"
+                   "      name: web-7d4-%d\n      namespace: team-a\n      uid: 3f6c1c0e-0d1b-4c2a-9a51-%012d\n"
+                   "      resourceVersion: \"%d\"\n" % (i, i, i, i, i) for i in range(1, 6))
+    text = "items:\n- endpoints:\n" + refs + "  kind: EndpointSlice\nkind: List\n"
+    drop = DROP | {"targetRef"}
+    assert same_or_refused(text, drop)
+    got = kubeyaml.load(text, drop)[0]["items"][0]["endpoints"]
+    assert [e["nodeName"] for e in got] == ["node-%d" % i for i in range(1, 6)] and "targetRef" not in got[0]
+
+
 KUBE_LIKE = st.fixed_dictionaries({
     "apiVersion": st.just("v1"), "kind": st.sampled_from(["Service", "EndpointSlice"]),
     "metadata": st.fixed_dictionaries({"name": st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True),
