@@ -101,31 +101,47 @@ UNUSED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"  # a copy
 _READY, _NOT_READY, _UNKNOWN = {"ready": True}, {"ready": False}, {}
 
 
-def _slim(obj: Dict[str, Any], unused: Tuple[str, ...] = UNUSED_KEYS) -> Dict[str, Any]:
-    """json object_hook: drop UNUSED_KEYS (and kubectl's last-applied copy) from every object."""
-    if "serving" in obj or "terminating" in obj or ("ready" in obj and len(obj) == 1):
-        ready = obj.get("ready")  # EndpointConditions
-        return _READY if ready is True else _NOT_READY if ready is False else _UNKNOWN
-    for key in unused:
-        if key in obj:
-            del obj[key]
-    if UNUSED_ANNOTATION in obj:
-        del obj[UNUSED_ANNOTATION]
-    return obj
+@functools.lru_cache(maxsize=16)  # a few key sets, asked for by every list and watch event
+def slimmer(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    """The json object_hook that drops `unused` keys (and kubectl's last-applied copy) from
+    every object, and hands one shared EndpointConditions per readiness.
+
+    The hook sees every mapping, labels too. An EndpointSlice carries its Service's labels,
+    so a mapping is taken for EndpointConditions only when its keys are conditions and its
+    values are not strings. A Node's labels are read (--node-selector): for a key set that
+    keeps `status` (Nodes, `keeping`), a mapping of strings only keeps all its keys but that copy."""
+    drop = frozenset(unused + (UNUSED_ANNOTATION,))
+    labels_read = "status" not in unused
+
+    def slim(obj: Dict[str, Any]) -> Dict[str, Any]:
+        if ("serving" in obj or "terminating" in obj or "ready" in obj) and obj.keys() <= _CONDITION_KEYS \
+                and str not in map(type, obj.values()):
+            ready = obj.get("ready")  # EndpointConditions
+            return _READY if ready is True else _NOT_READY if ready is False else _UNKNOWN
+        if not drop.isdisjoint(obj):  # one C loop over the object's few keys: most have none to drop
+            if labels_read and set(map(type, obj.values())) == _STRINGS:  # labels or annotations
+                obj.pop(UNUSED_ANNOTATION, None)
+                return obj
+            for key in drop.intersection(obj):
+                del obj[key]
+        return obj
+    return slim
+
+
+_CONDITION_KEYS = frozenset(("ready", "serving", "terminating"))
+_STRINGS = {str}
 
 
 def decoder(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[Any], Any]:
     """json.loads dropping `unused` keys (and kubectl's last-applied copy) from every object."""
-    return functools.partial(json.loads, object_hook=_slim if unused is UNUSED_KEYS else
-                             functools.partial(_slim, unused=unused))
+    return functools.partial(json.loads, object_hook=slimmer(unused))
 
 
 def items_decoder(unused: Tuple[str, ...] = UNUSED_KEYS) -> Callable[[str], Any]:
     """Like `decoder`, for a batch of list items as one JSON array (lbsync.kube.pieces): one
     decoder for every batch of a poll. ValueError if the text is not one JSON value, with
     nothing around it (the items have no whitespace)."""
-    scan = json.JSONDecoder(object_hook=_slim if unused is UNUSED_KEYS else
-                            functools.partial(_slim, unused=unused)).scan_once
+    scan = json.JSONDecoder(object_hook=slimmer(unused)).scan_once
 
     def decode(text: str) -> Any:
         try:

@@ -80,7 +80,7 @@ def _partial(pending: bytes) -> str:
 
 
 def _event(line: bytes, url: str, unused: Tuple[str, ...] = errors.UNUSED_KEYS) -> Event:
-    hook = errors._slim if unused is errors.UNUSED_KEYS else (lambda obj: errors._slim(obj, unused))
+    hook = errors.slimmer(unused)
     try:
         doc = json.loads(line, object_hook=hook)
     except ValueError as e:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from lbsync import model
 from lbsync.exceptions import ApiForbidden
 from lbsync.kube import ApiSource, credentials
 from tests.fakeapi import FakeKubeApi
@@ -69,3 +70,15 @@ def test_forbidden_nodes_is_the_usual_error_naming_the_permission(cluster, tmp_p
     cluster.deny("nodes")
     with pytest.raises(ApiForbidden, match='cannot list resource "nodes" in API group "" at the cluster scope'):
         source(cluster, tmp_path, backend_mode="nodeport").fetch()
+
+
+def test_a_node_label_named_like_a_field_never_read_still_selects_the_node(fake_api, tmp_path):  # noqa: F811
+    """Node labels are the user's: `zone` or `status` is what lbsync drops elsewhere (an
+    endpoint's zone, a Service's status), never from labels --node-selector reads."""
+    fake_api.add_service("web", "shop", [("http", 80, 8080)], type="NodePort", annotations=MODE)
+    fake_api.set_endpoints("shop", "web", ready=[{"ip": "127.244.1.5", "node": "node-a"}])
+    fake_api.add_node("node-a", "127.0.0.11", labels={"zone": "edge", "status": "ok"})
+    fake_api.add_node("node-b", "127.0.0.12", labels={"zone": "core", "status": "ok"})
+    snap = source(fake_api, tmp_path).fetch()
+    pool = model.node_pool(snap, model.Options(node_selector="zone=edge,status=ok", deny_networks=()))
+    assert pool is not None and [name for name, _ in pool.nodes] == ["node-a"]

@@ -136,3 +136,44 @@ def test_items_decode_alike_however_they_are_batched(monkeypatch):
             r = reader()
             assert r.page(cut(text, chunk), errors.items_decoder()) is not None
             assert r.items(None, errors.items_decoder()) == objs
+
+
+def test_the_decoders_drop_exactly_the_unused_keys_and_share_one_condition_per_readiness():
+    doc = {"metadata": {"name": "a", "annotations": {errors.UNUSED_ANNOTATION: "{}", "x": "1"},
+                        "managedFields": [{"manager": "kubectl"}], "ownerReferences": [], "labels": {"zone": "z"}},
+           "endpoints": [{"addresses": ["10.0.0.4"], "nodeName": "n1", "targetRef": {"kind": "Pod"}, "zone": "z",
+                          "conditions": {"ready": True, "serving": True, "terminating": False}},
+                         {"addresses": ["10.0.0.5"], "nodeName": "n2", "conditions": {"ready": True}}]}
+    text = json.dumps(doc)
+    plain = errors.decoder()(text)
+    assert plain["metadata"]["annotations"] == {"x": "1"} and "managedFields" not in plain["metadata"]
+    assert [sorted(e) for e in plain["endpoints"]] == [["addresses", "conditions"]] * 2
+    assert plain["endpoints"][0]["conditions"] is plain["endpoints"][1]["conditions"] == {"ready": True}
+    on_nodes = errors.decoder(errors.keeping(("nodeName",)))(text)
+    assert [e["nodeName"] for e in on_nodes["endpoints"]] == ["n1", "n2"] and "targetRef" not in on_nodes["endpoints"][0]
+    assert errors.items_decoder(errors.keeping(("nodeName",)))("[%s]" % text) == [on_nodes]
+
+
+def test_labels_and_annotations_keep_every_key_of_the_users_but_kubectls_copy():
+    node = {"metadata": {"name": "n1", "labels": {"zone": "edge", "status": "ok", "ready": "true", "serving": "x",
+                                                   "selector": "a"},
+                         "annotations": {"finalizers": "f", errors.UNUSED_ANNOTATION: "{}"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.9"}], "images": [{"names": ["x"]}]}}
+    got = errors.decoder(errors.keeping(("status",)))(json.dumps(node))
+    assert got["metadata"]["labels"] == node["metadata"]["labels"]
+    assert got["metadata"]["annotations"] == {"finalizers": "f"}
+    assert got["status"] == {"addresses": [{"type": "InternalIP", "address": "127.0.0.9"}]}  # images: never read
+    assert errors.decoder()('{"labels": {}, "conditions": {}}') == {"labels": {}, "conditions": {}}
+
+
+def test_a_slice_labelled_like_endpoint_conditions_keeps_its_service_name():
+    """The EndpointSlice controller copies the Service's labels onto its slices."""
+    labels = {"kubernetes.io/service-name": "web", "serving": "true", "ready": "yes"}
+    doc = {"metadata": {"name": "web-abc", "labels": labels},
+           "endpoints": [{"addresses": ["10.0.0.4"], "conditions": {"ready": True, "serving": True}},
+                         {"addresses": ["10.0.0.5"], "conditions": {"ready": False}},
+                         {"addresses": ["10.0.0.6"], "conditions": {}}]}
+    for decode in (errors.decoder(), lambda t: errors.items_decoder()("[%s]" % t)[0]):
+        got = decode(json.dumps(doc))
+        assert got["metadata"]["labels"] == labels
+        assert [e["conditions"] for e in got["endpoints"]] == [{"ready": True}, {"ready": False}, {}]
