@@ -24,8 +24,9 @@ class Credentials:
 
     def __init__(self, server: str, *, auth: Optional[Auth] = None, ca_file: Optional[str] = None,
                  insecure: bool = False, tls_server_name: Optional[str] = None, source: str = "",
-                 namespace: str = "default") -> None:
+                 namespace: str = "default", disable_compression: bool = False) -> None:
         self.server = server.rstrip("/")
+        self.disable_compression = disable_compression  # the kubeconfig's: ask for answers not gzipped
         self.auth = auth or Auth()
         self.ca_file = ca_file
         self.insecure = insecure
@@ -105,7 +106,8 @@ def from_kubeconfig(paths: Any, context: Optional[str] = None, *, env: Mapping[s
     auth = _auth(selected.user, user_where, env, cluster_info)
     return Credentials(server, auth=auth, ca_file=ca_file, insecure=insecure, tls_server_name=tls_name,
                        source="kubeconfig %s context %s" % (":".join(selected.files), selected.context),
-                       namespace=selected.namespace)
+                       namespace=selected.namespace,
+                       disable_compression=cluster_info.get("disable-compression", False))
 
 
 def _home(env: Mapping[str, str]) -> str:
@@ -152,8 +154,12 @@ def _cluster(entry: kcfg.Entry, where: str, env: Mapping[str, str]
         raise CredentialsError("%s: a certificate authority and insecure-skip-tls-verify are both set; "
                                "choose one" % where)
     tls_name = entry.body.get("tls-server-name") or None
+    if not isinstance(entry.body.get("disable-compression", False), bool):
+        raise CredentialsError("%s: disable-compression is a %s, not true or false" % (
+            where, type(entry.body.get("disable-compression")).__name__))
     info = {k: v for k, v in entry.body.items() if k in (
-        "server", "tls-server-name", "insecure-skip-tls-verify", "certificate-authority-data", "proxy-url")}
+        "server", "tls-server-name", "insecure-skip-tls-verify", "certificate-authority-data", "proxy-url",
+        "disable-compression")}
     info["server"] = server
     if ca_file and "certificate-authority-data" not in info:
         with open(ca_file, "rb") as f:

@@ -51,6 +51,8 @@ class Transport:
         self.session.trust_env = False
         self.session.proxies = requests.utils.get_environ_proxies(credentials.server)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        if credentials.disable_compression:  # else gzip, as client-go asks: the server gzips lists over 128 KiB
+            self.session.headers["Accept-Encoding"] = "identity"
         if credentials.tls_server_name and credentials.server.startswith("https://"):
             self.session.mount("https://", _ServerNameAdapter(credentials.tls_server_name))
         self._verify: Union[bool, str] = False if credentials.insecure else (credentials.ca_file or True)

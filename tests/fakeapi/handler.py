@@ -5,6 +5,7 @@ FakeKubeApi (`self.server.fake`), which is thread-safe.
 """
 from __future__ import annotations
 
+import gzip
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
@@ -266,6 +267,11 @@ class Handler(BaseHTTPRequestHandler):
         elif fault is not None and fault.kind == "truncate":
             body = body[:max(1, len(body) // 2)]
             length = len(body) if fault.honest_length else length
+        over = fake.compress_over
+        if fault is None and over is not None and length > over and code == 200 and \
+                "gzip" in self.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body, 1)
+            length, headers = len(body), dict(headers, **{"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache, private")

@@ -113,8 +113,13 @@ class FakeKubeApi(ClusterMixin, WatchControlMixin):
                  anonymous: bool = False, host: str = "127.0.0.1", port: int = 0,
                  compaction_window: Optional[int] = None, serve_endpointslices: bool = True,
                  honor_limit_with_rv0: bool = False, serve_events_v1: bool = True,
-                 bookmark_interval: float = 60.0, history_window: int = 10000) -> None:
+                 bookmark_interval: float = 60.0, history_window: int = 10000,
+                 compress_over: Optional[int] = None) -> None:
         self.tls = tls
+        # kube-apiserver (APIResponseCompression, on since 1.16) gzips a get or list answer of
+        # more than 128 KiB, at level 1, for a client that accepts gzip. Off unless asked:
+        # the benchmarks' figures are for the bytes themselves.
+        self.compress_over = compress_over
         self.host = host
         self.port = port
         self.anonymous = anonymous
