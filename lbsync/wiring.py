@@ -70,6 +70,7 @@ def make_source(settings: Settings, *, stand_ins: bool = False):
         return FileSource(settings.source)
     from lbsync import kube
     creds = kube.credentials.load(settings.kubeconfig, settings.context)
+    creds.disable_compression = creds.disable_compression or not settings.api_compression
     if settings.watch:
         return kube.WatchSource(creds, namespaces=settings.namespaces, selector=settings.selector,
                                 timeout=settings.api_timeout, page_size=settings.page_size,

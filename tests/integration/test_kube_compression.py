@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from lbsync import wiring
 from lbsync.exceptions import CredentialsError
 from lbsync.kube import ApiSource, credentials
 from lbsync.snapshot import Unread, identity
 from tests.fakeapi import FakeKubeApi
+from tests.unit.test_incremental import settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +66,13 @@ def test_disable_compression_in_the_kubeconfig_asks_for_answers_not_gzipped(gzip
 def test_a_disable_compression_that_is_not_true_or_false_is_refused(gzipping, tmp_path):
     with pytest.raises(CredentialsError, match=r"cluster 'fake-cluster': disable-compression is a str, not true"):
         credentials.load(kubeconfig(gzipping, tmp_path, **{"disable-compression": "yes"}), env={})
+
+
+@pytest.mark.parametrize("setting, field, gzipped", [(True, False, True), (False, False, False), (True, True, False)])
+def test_the_api_compression_setting_or_the_kubeconfig_field_turns_it_off(gzipping, tmp_path, setting, field, gzipped):
+    """In a Pod, with the service account's credentials, there is no kubeconfig to say it."""
+    path = kubeconfig(gzipping, tmp_path, **({"disable-compression": True} if field else {}))
+    src = wiring.make_source(settings_for(tmp_path, kubeconfig=path, api_compression=setting))
+    sent = gzipping.bytes_sent
+    snap = src.fetch()
+    assert (gzipping.bytes_sent - sent < snap.bytes) is gzipped and len(snap.services) == 30
