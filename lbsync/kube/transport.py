@@ -155,10 +155,13 @@ class Transport:
         return {"metadata": {"resourceVersion": token if same else ""}, "unchanged": same, "signature": found}
 
     def _chunks(self, resp: requests.Response, url: str, signer: Optional[sig.Signer] = None) -> Iterator[bytes]:
-        """A streamed body's chunks, counted (and signed); failures as ApiError."""
+        """A streamed body's chunks, counted as received (gzipped or not) and signed as
+        decoded; failures as ApiError."""
+        raw, read = resp.raw, 0
         try:
             for chunk in resp.iter_content(1 << 20):
-                self.bytes += len(chunk)
+                self.bytes += raw.tell() - read
+                read = raw.tell()
                 if signer is not None:
                     signer.update(chunk)
                 yield chunk
@@ -225,7 +228,7 @@ class Transport:
         except requests.RequestException as e:
             raise errors.from_exception(e, url, self.timeout, method) from e
         if not stream:
-            self.bytes += len(resp.content)
+            self.bytes += resp.raw.tell()  # the bytes received: gzipped, when the server gzipped
         return resp
 
 
