@@ -16,9 +16,9 @@ Model and render stay pure: they know nothing of this module.
 """
 from __future__ import annotations
 
-from typing import Dict, Hashable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Set, Tuple
 
-from lbsync import model, nodes, reassemble, render, slots
+from lbsync import model, nodes, reassemble, regroup, render, slots
 from lbsync.snapshot import Snapshot, identity
 
 Fingerprint = Tuple[int, int, Tuple[Hashable, ...], str]
@@ -63,6 +63,11 @@ class Cache:
     def __init__(self) -> None:
         self._options: Optional[model.Options] = None
         self._parts: Dict[Tuple[Hashable, ...], model.Part] = {}
+        self._grouper = regroup.Grouper()
+        # the last pass's Parts and keys, Group by Group (lbsync.regroup), and the Groups with no
+        # key (objects without identity: their Parts are built every pass)
+        self._by_group: Optional[Tuple[List[model.Part], List[Optional[Tuple[Hashable, ...]]]]] = None
+        self._unkeyed: Set[int] = set()
         self._assembler = reassemble.Assembler()
         self._renderer: Optional[render.Renderer] = None
         self._sections: Dict[str, Tuple[model.Backend, slots.Slots, str]] = {}
@@ -70,6 +75,7 @@ class Cache:
         # section (the very string in _sections: the text costs no memory beyond the frontends)
         self._last: Optional[Tuple[Tuple[model.Backend, ...], List[str]]] = None
         self.parts_built = self.sections_rendered = 0  # by the last pass: what it cost
+        self.regrouped = False  # whether the last pass looked only at the Groups of objects that changed
         self.spliced = False  # whether the last render spliced sections into the text before
 
     @property
@@ -78,20 +84,38 @@ class Cache:
         return self._assembler.patched
 
     def topology(self, snapshot: Snapshot, options: model.Options) -> model.Topology:
-        """model.build(snapshot, options), re-building only the Parts whose objects changed."""
+        """model.build(snapshot, options), re-building only the Parts whose objects changed;
+        only the Groups of objects that came or went are even looked at, when the source hands
+        unchanged objects on as the same objects (lbsync.regroup)."""
         if options != self._options:
-            self._options, self._parts = options, {}
-        parts, kept, built = [], {}, 0
+            self._options, self._parts, self._by_group = options, {}, None
         pool = model.node_pool(snapshot, options)  # its version is in the groups that use it
-        for g in model.group(snapshot, options, pool):
-            key = group_key(g)
+        grouped = self._grouper.group(snapshot, options, pool)
+        groups, last = grouped.groups, self._by_group
+        if grouped.rebuilt is None or last is None:  # every Group looked at: Services gone are dropped
+            parts: List[Any] = [None] * len(groups)
+            keys: List[Any] = [None] * len(groups)
+            todo: Iterable[int] = range(len(groups))
+            kept: Dict[Tuple[Hashable, ...], model.Part] = {}
+        else:  # the Groups made again, and those without a key (never reused)
+            parts, keys, kept = list(last[0]), list(last[1]), dict(self._parts)
+            todo = sorted(self._unkeyed.union(grouped.rebuilt))
+        built, unkeyed = 0, set()
+        for i in todo:
+            kept.pop(keys[i], None)
+            g = groups[i]
+            key = keys[i] = group_key(g)
             part = self._parts.get(key) if key is not None else None
             if part is None:
                 part, built = model.part(g, options, pool), built + 1
             if key is not None:
                 kept[key] = part
-            parts.append(part)
-        self._parts, self.parts_built = kept, built  # Services gone since are dropped here
+            else:
+                unkeyed.add(i)
+            parts[i] = part
+        self._grouper.commit(grouped)  # every Part is built: the next pass compares with these Groups
+        self._parts, self._by_group, self._unkeyed, self.parts_built = kept, (parts, keys), unkeyed, built
+        self.regrouped = grouped.rebuilt is not None
         return self._assembler.assemble(parts, options, pool)  # in proportion to the change, when it can
 
     def render(self, renderer: render.Renderer, topology: model.Topology,

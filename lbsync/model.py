@@ -65,10 +65,8 @@ def group(snapshot: Snapshot, options: Options, pool: Optional[nodes.Pool] = Non
     version = pool.version if pool is not None else ""
     groups = []
     for svc in snapshot.services:
-        key = _service_key(svc)
-        on_nodes = version and nodes.mode_of(svc, options.backend_mode) == "nodeport"
-        groups.append(Group(key, svc, tuple(slices.get(key, ())), tuple(eps.get(key, ())),
-                            version if on_nodes else ""))
+        key = service_key(svc)
+        groups.append(service_group(svc, tuple(slices.get(key, ())), tuple(eps.get(key, ())), options, version))
     named = {g.owner for g in groups}
     for key in sorted((slices.keys() | eps.keys()) - named):
         groups.append(Group(key, None, tuple(slices.get(key, ())), tuple(eps.get(key, ())), ""))
@@ -125,7 +123,15 @@ def part_problems(ordered: Sequence[Part], pool: Optional[nodes.Pool]) -> List[P
     return problems
 
 
-def _service_key(svc: dict) -> Tuple[str, str]:
+def service_group(svc: dict, slices: Tuple[dict, ...], eps: Tuple[dict, ...], options: Options,
+                  version: str) -> Group:
+    """A Service's Group, given its endpoint objects and the node pool's version ('' if none)."""
+    on_nodes = version and nodes.mode_of(svc, options.backend_mode) == "nodeport"
+    return Group(service_key(svc), svc, slices, eps, version if on_nodes else "")
+
+
+def service_key(svc: dict) -> Tuple[str, str]:
+    """(namespace, name); ('', '') when they are not strings."""
     meta = svc.get("metadata") or {}
     ns, name = meta.get("namespace") or "default", meta.get("name")
     return (ns, name) if isinstance(ns, str) and isinstance(name, str) else ("", "")

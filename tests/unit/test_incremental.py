@@ -6,7 +6,7 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from lbsync import incremental, model, settings as settings_mod, sync
+from lbsync import incremental, model, regroup, settings as settings_mod, sync
 from lbsync.exceptions import LbsyncError
 from lbsync.snapshot import Snapshot
 from tests.cluster import slice_, svc
@@ -220,3 +220,52 @@ def test_views_made_again_each_pass_answer_get_and_refuse_unknown_fields(tmp_pat
     syncer.refresh_renderer()
     with pytest.raises(LbsyncError, match="servers_blok"):
         syncer.plan().text  # noqa: B018 - the text is rendered when first asked
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_groups_made_again_only_where_objects_came_or_went_equal_model_group(rnd):
+    """A source that hands unchanged objects on as the same objects (MemorySource, like a
+    watch's store) lets lbsync.regroup patch the last Groups; they must be model.group's."""
+    random.seed(rnd.random())
+    src, grouper, options, patched = MemorySource(), regroup.Grouper(), model.Options(), 0
+    for i in range(6):
+        change(rnd, src, i)
+    for step in range(30):
+        change(rnd, src, 6 + step % 5) if rnd.random() < 0.3 else src.put(endpoints(rnd, rnd.choice(
+            [o for k, o in src.objs.items() if k[0] == "Service"] or [service(rnd, 99)]), suffix=rnd.choice("xy")))
+        snap = src.fetch()
+        grouped = grouper.group(snap, options, None)
+        want = model.group(snap, options, None)
+        assert grouped.groups == want and [g.owner for g in grouped.groups] == [g.owner for g in want]
+        if grouped.rebuilt is not None:
+            patched += 1
+            assert len(grouped.rebuilt) <= 2  # one object changed: its owner (and an old owner)
+        grouper.commit(grouped)
+    assert patched > 0
+
+
+def test_moves_and_edits_look_only_at_their_groups_and_a_new_service_at_all(tmp_path):
+    rnd, src = random.Random(7), MemorySource()
+    for i in range(12):
+        s = service(rnd, i)
+        src.put(s)
+        src.put(endpoints(rnd, s))
+    warm = sync.Syncer(settings_for(tmp_path), source=src)
+    warm.plan()
+    services = [o for k, o in src.objs.items() if k[0] == "Service"]
+    for s in services[:4]:
+        src.put(slice_(s["metadata"]["name"], s["metadata"]["namespace"], ready=["10.1.1.%d" % rnd.randint(1, 9)],
+                       ports=[("http", 8080), ("admin", 9000)]))
+        got = warm.plan()
+        assert warm.cache.regrouped and warm.cache.parts_built == 1
+        assert got.text == warm.renderer.render(model.build(src.fetch(), warm.options))
+    edited = service(rnd, 3)
+    edited["metadata"]["namespace"] = services[3]["metadata"]["namespace"]
+    src.put(edited)  # in its place: another object of the same Service
+    got = warm.plan()
+    assert warm.cache.regrouped and warm.cache.parts_built == 1
+    assert got.text == warm.renderer.render(model.build(src.fetch(), warm.options))
+    src.put(service(rnd, 40))
+    got = warm.plan()
+    assert not warm.cache.regrouped and got.text == warm.renderer.render(model.build(src.fetch(), warm.options))
