@@ -113,7 +113,9 @@ class Cache:
             else:
                 unkeyed.add(i)
             parts[i] = part
-        self._grouper.commit(grouped)  # every Part is built: the next pass compares with these Groups
+        # every Part is built: the next pass compares with these Groups, if the source holds
+        # their objects anyway (else holding them would keep a full read alive through the render)
+        self._grouper.commit(grouped if snapshot.held else None)
         self._parts, self._by_group, self._unkeyed, self.parts_built = kept, (parts, keys), unkeyed, built
         self.regrouped = grouped.rebuilt is not None
         return self._assembler.assemble(parts, options, pool)  # in proportion to the change, when it can

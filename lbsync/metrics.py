@@ -30,7 +30,8 @@ DEFINITIONS: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
     "lbsync_api_errors_total": ("counter", "Failed polls of the Kubernetes API by HTTP status "
                                 "('none': no answer).", ("status",)),
     "lbsync_api_requests_total": ("counter", "HTTP requests made to the Kubernetes API.", ()),
-    "lbsync_api_bytes_total": ("counter", "Response bytes received from the Kubernetes API (gzipped, when it gzipped them).", ()),
+    "lbsync_api_bytes_total": ("counter", "Response bytes received from the Kubernetes API "
+                               "(gzipped, when it gzipped them).", ()),
     "lbsync_sync_duration_seconds": ("summary", "Seconds spent in successful sync passes.", ()),
     "lbsync_last_sync_duration_seconds": ("gauge", "Duration of the last successful pass.", ()),
     "lbsync_last_success_timestamp_seconds": ("gauge", "Unix time of the last successful pass.", ()),

@@ -12,7 +12,8 @@ renamed, endpoints of no Service, other options or node pool) runs model.group. 
 the Groups equal model.group's (a property test checks it).
 
 A result is only diffed against once its pass is done (`commit`): the caller's Parts were
-built from those Groups. The last pass's objects are held, so an id is never a new object's.
+built from those Groups. The last pass's objects are held, so an id is never a new object's;
+the caller commits only a snapshot whose source holds its objects anyway (`Snapshot.held`).
 Pure: no I/O.
 """
 from __future__ import annotations
@@ -48,8 +49,9 @@ class Grouper:
     def __init__(self) -> None:
         self._last: Optional[Grouped] = None
 
-    def commit(self, grouped: Grouped) -> None:
-        """The pass built from `grouped` is done: the next one compares with it."""
+    def commit(self, grouped: Optional[Grouped]) -> None:
+        """The pass built from `grouped` is done: the next one compares with it (None: with
+        nothing, it groups all)."""
         self._last = grouped
 
     def group(self, snapshot: Snapshot, options: model.Options, pool: Optional[nodes.Pool]) -> Grouped:

@@ -26,6 +26,9 @@ class Snapshot:
     version: an opaque token that changes whenever any of these objects changes (the
         lists' resourceVersions, or file sizes and mtimes); '' when unknown. Equal
         versions let a sync skip building and rendering altogether.
+    held: the source keeps these objects and hands each one that did not change on as the
+        very same object at its next read (a watch's store; a poll's stand-ins): a cache may
+        key on their identity without keeping them alive itself (lbsync.regroup).
     """
 
     services: Tuple[dict, ...] = ()
@@ -35,6 +38,7 @@ class Snapshot:
     requests: int = 0
     bytes: int = field(default=0)
     version: str = ""
+    held: bool = False
 
 
 def identity(obj: Any) -> Optional[Tuple[str, str]]:

@@ -137,8 +137,9 @@ class ApiSource:
             if self.selector and resource is SERVICES:
                 params["labelSelector"] = self.selector
             try:
+                # a changed body is held: the fetch cuts it rather than download it again
                 answer = self._transport.get_list(_path(resource, namespace), params, unless_version=rv,
-                                                  hold=self.stand_ins)  # changed: the fetch cuts it, not downloads it again
+                                                  hold=self.stand_ins)
             except (ApiNotFound, ApiForbidden):
                 return None  # the full listing decides about falling back to v1 Endpoints
             if not answer.get("unchanged"):
@@ -197,7 +198,7 @@ class ApiSource:
         return Snapshot(services=tuple(services), endpoint_slices=tuple(slices), endpoints=tuple(endpoints),
                         nodes=tuple(node_list),
                         requests=self._transport.requests - requests0, bytes=self._transport.bytes - bytes0,
-                        version=version)
+                        version=version, held=dirty is not None)  # a read in full: all objects new
 
     def _read_all(self, resource: Resource, versions: List[str], selector: str,
                   unused: Tuple[str, ...]) -> List[pieces.Reader]:

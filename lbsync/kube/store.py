@@ -100,7 +100,7 @@ class Store:
         return Snapshot(services=_objects(found[SERVICES[1]]),
                         endpoint_slices=tuple([o for k, o in found[SLICES[1]] if _slice_owner(k, o) in wanted]),
                         endpoints=tuple([o for k, o in found[ENDPOINTS[1]] if k in wanted]),
-                        nodes=_objects(found[NODES[1]]), version=version)
+                        nodes=_objects(found[NODES[1]]), version=version, held=True)
 
 
 def _first(pair: Tuple[Key, Any]) -> Key:

@@ -46,6 +46,7 @@ def test_one_changed_endpoint_decodes_only_its_service(fake_api, tmp_path):  # n
     moved = src.fetch(unchanged_since=first.version)
     assert decoded(moved.services) == decoded(moved.endpoint_slices) == {("a", "svc-00002")}
     assert moved.requests == 2  # the probe of the slice list (its body held for the fetch), then the Services
+    assert moved.held and not first.held  # stand-ins are the reader's own objects; a first read's are not
     fresh = source(fake_api, tmp_path).fetch()  # no stand-ins: every object in full
     assert moved.bytes == fresh.bytes  # each list downloaded once
     assert [identity(o) for o in moved.services] == [identity(o) for o in fresh.services]

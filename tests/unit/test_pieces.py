@@ -150,7 +150,8 @@ def test_the_decoders_drop_exactly_the_unused_keys_and_share_one_condition_per_r
     assert [sorted(e) for e in plain["endpoints"]] == [["addresses", "conditions"]] * 2
     assert plain["endpoints"][0]["conditions"] is plain["endpoints"][1]["conditions"] == {"ready": True}
     on_nodes = errors.decoder(errors.keeping(("nodeName",)))(text)
-    assert [e["nodeName"] for e in on_nodes["endpoints"]] == ["n1", "n2"] and "targetRef" not in on_nodes["endpoints"][0]
+    assert [e["nodeName"] for e in on_nodes["endpoints"]] == ["n1", "n2"]
+    assert "targetRef" not in on_nodes["endpoints"][0]
     assert errors.items_decoder(errors.keeping(("nodeName",)))("[%s]" % text) == [on_nodes]
 
 

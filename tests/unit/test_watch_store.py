@@ -57,3 +57,16 @@ def test_other_resources_still_compare_resource_versions():
     moved["metadata"]["resourceVersion"] = "2"
     store.apply("*/services", SERVICES, "MODIFIED", moved)
     assert store.version != version
+
+
+def test_an_unchanged_object_is_the_same_object_in_the_next_snapshot():
+    """What lbsync.regroup relies on (Snapshot.held): identity tells what did not change."""
+    store, _ = store_with_nodes()
+    web = {"metadata": {"name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "3"}}
+    store.replace("*/services", SERVICES, [web])
+    first = store.snapshot()
+    store.apply("*/nodes", NODES, "MODIFIED", node("b", "9", address="127.0.0.22"))
+    second = store.snapshot()
+    assert first.held and second.held
+    assert second.services[0] is first.services[0] and second.nodes[0] is first.nodes[0]
+    assert second.nodes[1] is not first.nodes[1]
