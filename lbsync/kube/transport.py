@@ -84,7 +84,6 @@ class Transport:
         if unless_version:  # only asking "did it change?": never decode, the caller lists again
             if not hold:
                 return self._unchanged(resp, url, unless_version, None)
-            self.held.start()
             try:
                 answer = self._unchanged(resp, url, unless_version, self.held)
             except BaseException:
