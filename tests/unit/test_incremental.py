@@ -258,7 +258,7 @@ def test_moves_and_edits_look_only_at_their_groups_and_a_new_service_at_all(tmp_
     warm.plan()
     services = [o for k, o in src.objs.items() if k[0] == "Service"]
     for s in services[:4]:
-        src.put(slice_(s["metadata"]["name"], s["metadata"]["namespace"], ready=["10.1.1.%d" % rnd.randint(1, 9)],
+        src.put(slice_(s["metadata"]["name"], s["metadata"]["namespace"], ready=["127.1.1.%d" % rnd.randint(1, 9)],
                        ports=[("http", 8080), ("admin", 9000)]))
         got = warm.plan()
         assert warm.cache.regrouped and warm.cache.parts_built == 1

@@ -151,14 +151,14 @@ def test_a_dropped_mapping_is_refused_exactly_when_it_would_be_if_kept(doc, key)
     "      name: &a p1\n",
 ])
 def test_what_is_refused_in_a_mapping_kept_is_refused_in_one_dropped(inside):
-    text = "items:\n- endpoints:\n  - addresses:\n    - 10.0.0.1\n    targetRef:\n" + inside + "kind: List\n"
+    text = "items:\n- endpoints:\n  - addresses:\n    - 127.0.0.1\n    targetRef:\n" + inside + "kind: List\n"
     for drop in (frozenset(), frozenset({"targetRef"})):
         with pytest.raises(kubeyaml.Unsupported):
             kubeyaml.load(text, drop)
 
 
 def test_a_dropped_pod_reference_leaves_the_rest_as_safe_load_reads_it():
-    refs = "".join("  - addresses:\n    - 10.0.0.%d\n    nodeName: node-%d\n    targetRef:\n      kind: Pod\n"
+    refs = "".join("  - addresses:\n    - 127.0.0.%d\n    nodeName: node-%d\n    targetRef:\n      kind: Pod\n"
                    "      name: web-7d4-%d\n      namespace: team-a\n      uid: 3f6c1c0e-0d1b-4c2a-9a51-%012d\n"
                    "      resourceVersion: \"%d\"\n" % (i, i, i, i, i) for i in range(1, 6))
     text = "items:\n- endpoints:\n" + refs + "  kind: EndpointSlice\nkind: List\n"

@@ -141,9 +141,9 @@ def test_items_decode_alike_however_they_are_batched(monkeypatch):
 def test_the_decoders_drop_exactly_the_unused_keys_and_share_one_condition_per_readiness():
     doc = {"metadata": {"name": "a", "annotations": {errors.UNUSED_ANNOTATION: "{}", "x": "1"},
                         "managedFields": [{"manager": "kubectl"}], "ownerReferences": [], "labels": {"zone": "z"}},
-           "endpoints": [{"addresses": ["10.0.0.4"], "nodeName": "n1", "targetRef": {"kind": "Pod"}, "zone": "z",
+           "endpoints": [{"addresses": ["127.0.0.4"], "nodeName": "n1", "targetRef": {"kind": "Pod"}, "zone": "z",
                           "conditions": {"ready": True, "serving": True, "terminating": False}},
-                         {"addresses": ["10.0.0.5"], "nodeName": "n2", "conditions": {"ready": True}}]}
+                         {"addresses": ["127.0.0.5"], "nodeName": "n2", "conditions": {"ready": True}}]}
     text = json.dumps(doc)
     plain = errors.decoder()(text)
     assert plain["metadata"]["annotations"] == {"x": "1"} and "managedFields" not in plain["metadata"]
@@ -171,9 +171,9 @@ def test_a_slice_labelled_like_endpoint_conditions_keeps_its_service_name():
     """The EndpointSlice controller copies the Service's labels onto its slices."""
     labels = {"kubernetes.io/service-name": "web", "serving": "true", "ready": "yes"}
     doc = {"metadata": {"name": "web-abc", "labels": labels},
-           "endpoints": [{"addresses": ["10.0.0.4"], "conditions": {"ready": True, "serving": True}},
-                         {"addresses": ["10.0.0.5"], "conditions": {"ready": False}},
-                         {"addresses": ["10.0.0.6"], "conditions": {}}]}
+           "endpoints": [{"addresses": ["127.0.0.4"], "conditions": {"ready": True, "serving": True}},
+                         {"addresses": ["127.0.0.5"], "conditions": {"ready": False}},
+                         {"addresses": ["127.0.0.6"], "conditions": {}}]}
     for decode in (errors.decoder(), lambda t: errors.items_decoder()("[%s]" % t)[0]):
         got = decode(json.dumps(doc))
         assert got["metadata"]["labels"] == labels
