@@ -346,10 +346,10 @@ def test_version_changes_with_any_listed_object(fake_api, tmp_path):  # noqa: F8
     first = src.fetch()
     assert first.version.startswith("endpointslices:")
     assert src.fetch().version == first.version
-    fake_api.set_endpoints("default", "svc-00003", ready=["10.9.9.9"])
+    fake_api.set_endpoints("default", "svc-00003", ready=["127.9.9.9"])
     moved = src.fetch()
     assert moved.version != first.version
-    assert any(e["addresses"] == ["10.9.9.9"] for s in moved.endpoint_slices for e in s["endpoints"] or ())
+    assert any(e["addresses"] == ["127.9.9.9"] for s in moved.endpoint_slices for e in s["endpoints"] or ())
     fake_api.update_service("default", "svc-00001", lambda s: s["metadata"].setdefault("labels", {}).update(x="y"))
     assert src.fetch().version != moved.version
 
@@ -361,10 +361,10 @@ def test_unchanged_cluster_is_not_decoded_and_a_change_is(fake_api, tmp_path):  
     same = src.fetch(unchanged_since=first.version)
     assert same.version == first.version and same.requests == 2 and same.bytes > 0
     assert same.services == () and same.endpoint_slices == ()  # nothing was decoded
-    fake_api.set_endpoints("b", "svc-00003", ready=["10.9.9.9"])
+    fake_api.set_endpoints("b", "svc-00003", ready=["127.9.9.9"])
     moved = src.fetch(unchanged_since=first.version)
     assert moved.version != first.version and len(moved.services) == 50
-    assert any(e["addresses"] == ["10.9.9.9"] for sl in moved.endpoint_slices for e in sl["endpoints"] or ())
+    assert any(e["addresses"] == ["127.9.9.9"] for sl in moved.endpoint_slices for e in sl["endpoints"] or ())
     # per namespace, and never across an endpoints-mode change
     per_ns = source(fake_api, tmp_path, namespaces=["a", "b"])
     v = per_ns.fetch().version
@@ -399,21 +399,21 @@ def test_version_per_namespace_paged_and_fallback(fake_api, tmp_path):  # noqa: 
 
 def test_endpoint_readiness_survives_slim_decoding(fake_api, tmp_path):  # noqa: F811
     fake_api.add_service("web", "shop", [("http", 80, 8080)])
-    fake_api.set_endpoints("shop", "web", ready=["10.0.0.1"], not_ready=["10.0.0.2"], terminating=["10.0.0.3"])
+    fake_api.set_endpoints("shop", "web", ready=["127.0.0.1"], not_ready=["127.0.0.2"], terminating=["127.0.0.3"])
     (es,) = [s for s in source(fake_api, tmp_path).fetch().endpoint_slices if s["metadata"]["name"].startswith("web")]
     by_ip = {e["addresses"][0]: e["conditions"] for e in es["endpoints"]}
-    assert by_ip == {"10.0.0.1": {"ready": True}, "10.0.0.2": {"ready": False}, "10.0.0.3": {"ready": False}}
+    assert by_ip == {"127.0.0.1": {"ready": True}, "127.0.0.2": {"ready": False}, "127.0.0.3": {"ready": False}}
 
 
 def test_fields_lbsync_never_reads_are_dropped_while_decoding(fake_api, tmp_path):  # noqa: F811
     fake_api.add_service("web", "shop", [("http", 80, 8080)], annotations={
         "serviceloadbalancer/lb.host": "web.example.com",
         "kubectl.kubernetes.io/last-applied-configuration": '{"kind":"Service"}'})
-    fake_api.set_endpoints("shop", "web", ready=["10.0.0.1"])
+    fake_api.set_endpoints("shop", "web", ready=["127.0.0.1"])
     snap = source(fake_api, tmp_path).fetch()
     svc = next(s for s in snap.services if s["metadata"]["name"] == "web")
     assert svc["metadata"]["annotations"] == {"serviceloadbalancer/lb.host": "web.example.com"}
     (es,) = [s for s in snap.endpoint_slices if s["metadata"]["namespace"] == "shop"]
-    assert es["endpoints"] == [{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}]  # what lbsync reads
+    assert es["endpoints"] == [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]  # what lbsync reads
     assert "ownerReferences" not in es["metadata"] and es["metadata"]["labels"]
 

@@ -22,9 +22,9 @@ def source(api: FakeKubeApi, tmp_path, **kwargs) -> ApiSource:
 @pytest.fixture
 def cluster(fake_api):  # noqa: F811
     fake_api.add_service("web", "shop", [("http", 80, 8080)], type="NodePort")
-    fake_api.set_endpoints("shop", "web", ready=[{"ip": "10.244.1.5", "node": "node-a"}])
+    fake_api.set_endpoints("shop", "web", ready=[{"ip": "127.244.1.5", "node": "node-a"}])
     for i in range(5):
-        fake_api.add_node("node-%s" % "abcde"[i], "10.0.0.%d" % (11 + i))
+        fake_api.add_node("node-%s" % "abcde"[i], "127.0.0.%d" % (11 + i))
     fake_api.reset_counters()
     return fake_api
 
@@ -40,7 +40,7 @@ def test_nodeport_setting_lists_nodes_paged_cluster_wide_even_with_namespaces(cl
     assert [n["metadata"]["name"] for n in snap.nodes] == ["node-a", "node-b", "node-c", "node-d", "node-e"]
     assert cluster.request_count(NODES) == 3  # 2 + 2 + 1
     node = snap.nodes[0]
-    assert node["kind"] == "Node" and {"type": "InternalIP", "address": "10.0.0.11"} in node["status"]["addresses"]
+    assert node["kind"] == "Node" and {"type": "InternalIP", "address": "127.0.0.11"} in node["status"]["addresses"]
     assert "images" not in node["status"] and "nodeInfo" not in node["status"]  # big and never read
     assert snap.endpoint_slices[0]["endpoints"][0]["nodeName"] == "node-a"  # Local policy needs it
 

@@ -25,7 +25,7 @@ class Counts(Counter):
 def api():
     a = FakeKubeApi(anonymous=True, bookmark_interval=0.3).start()
     a.add_service("web", "shop", [("http", 80, 8080)], labels={"tier": "web"})
-    a.set_endpoints("shop", "web", ready=["10.0.0.1"])
+    a.set_endpoints("shop", "web", ready=["127.0.0.1"])
     yield a
     a.stop()
 
@@ -70,11 +70,11 @@ def eventually(check, timeout=10.0):
 def test_lists_once_then_follows_events_and_wakes_the_caller(api, tmp_path):
     src, counts, woken = watch_source(api, tmp_path)
     first = src.fetch()
-    assert [s["metadata"]["name"] for s in first.services] == ["web"] and ips(first) == ["10.0.0.1"]
+    assert [s["metadata"]["name"] for s in first.services] == ["web"] and ips(first) == ["127.0.0.1"]
     assert src.fetch(unchanged_since=first.version).services == ()  # unchanged: nothing to hand over
     n = len(woken)
-    api.set_endpoints("shop", "web", ready=["10.0.0.2"])
-    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.2"]))
+    api.set_endpoints("shop", "web", ready=["127.0.0.2"])
+    eventually(lambda: _assert(ips(src.fetch()) == ["127.0.0.2"]))
     assert len(woken) > n and src.fetch().version != first.version
     api.delete_service("shop", "web")
     eventually(lambda: _assert(src.fetch().services == () and src.fetch().endpoint_slices == ()))
@@ -105,9 +105,9 @@ def test_a_half_written_event_is_never_applied(api, tmp_path):
     seen = []
     api.drop_watches_mid_line()
     api.on_request = lambda r: seen.append(ips(src.store.snapshot())) if "watch" not in r.query else None
-    api.set_endpoints("shop", "web", ready=["10.0.0.7"])
-    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.7"]))
-    assert seen and seen[0] == ["10.0.0.1"]  # at the relist the store still held the old, whole state
+    api.set_endpoints("shop", "web", ready=["127.0.0.7"])
+    eventually(lambda: _assert(ips(src.fetch()) == ["127.0.0.7"]))
+    assert seen and seen[0] == ["127.0.0.1"]  # at the relist the store still held the old, whole state
     assert counts[("lbsync_watch_relists_total", "cut", "endpointslices")] == 1
     src.close()
 
@@ -118,11 +118,11 @@ def test_a_410_relists_and_gets_what_the_compacted_history_lost(api, tmp_path):
     eventually(lambda: _assert(api.open_watches() == 2))
     api.set_delay(0.8, path=SLICES)
     api.end_watches()
-    api.set_endpoints("shop", "web", ready=["10.0.0.9"])
+    api.set_endpoints("shop", "web", ready=["127.0.0.9"])
     api.compact()
     time.sleep(0.3)
     api.set_delay(0.0)
-    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.9"]))
+    eventually(lambda: _assert(ips(src.fetch()) == ["127.0.0.9"]))
     assert counts[("lbsync_watch_relists_total", "410", "endpointslices")] == 1
     src.close()
 
@@ -131,10 +131,10 @@ def test_a_periodic_resync_repairs_a_lost_event_and_counts_it(api, tmp_path):
     src, counts, _ = watch_source(api, tmp_path, watch_timeout=30.0, resync=2.0)
     src.fetch()
     api.lose_next_events(2)  # the slice and the v1 Endpoints change; the watch never hears of them
-    api.set_endpoints("shop", "web", ready=["10.0.0.5"])
+    api.set_endpoints("shop", "web", ready=["127.0.0.5"])
     time.sleep(0.5)
-    assert ips(src.fetch()) == ["10.0.0.1"]
-    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.5"]), timeout=6)
+    assert ips(src.fetch()) == ["127.0.0.1"]
+    eventually(lambda: _assert(ips(src.fetch()) == ["127.0.0.5"]), timeout=6)
     assert counts[("lbsync_watch_resync_differences_total", "endpointslices")] == 1
     assert counts[("lbsync_watch_resync_differences_total", "services")] == 0
     src.close()
@@ -158,11 +158,11 @@ def test_namespaces_and_selector_are_watched_like_they_are_listed(api, tmp_path)
 def test_falls_back_to_watching_v1_endpoints_where_slices_are_not_served(tmp_path):
     with FakeKubeApi(anonymous=True, serve_endpointslices=False) as api:
         api.add_service("web", "shop", [("http", 80, 8080)])
-        api.set_endpoints("shop", "web", ready=["10.0.0.1"])
+        api.set_endpoints("shop", "web", ready=["127.0.0.1"])
         src, _, _ = watch_source(api, tmp_path)
         assert len(src.fetch().endpoints) == 1
-        api.set_endpoints("shop", "web", ready=["10.0.0.2"])
-        eventually(lambda: _assert(src.fetch().endpoints[0]["subsets"][0]["addresses"][0]["ip"] == "10.0.0.2"))
+        api.set_endpoints("shop", "web", ready=["127.0.0.2"])
+        eventually(lambda: _assert(src.fetch().endpoints[0]["subsets"][0]["addresses"][0]["ip"] == "127.0.0.2"))
         src.close()
 
 
@@ -174,7 +174,7 @@ def test_never_serves_a_state_it_knows_is_stale(api, tmp_path):
     with pytest.raises(ApiError, match="cannot connect"):
         src.fetch()
     api.start()
-    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.1"]), timeout=15)
+    eventually(lambda: _assert(ips(src.fetch()) == ["127.0.0.1"]), timeout=15)
     src.close()
 
 
@@ -222,11 +222,11 @@ def test_a_bug_while_applying_an_event_does_not_end_the_watch(api, tmp_path):
         return real_apply(*args)
 
     src.store.apply = broken_once
-    api.set_endpoints("shop", "web", ready=["10.0.0.8"])
-    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.8"]))  # the relist brought it
+    api.set_endpoints("shop", "web", ready=["127.0.0.8"])
+    eventually(lambda: _assert(ips(src.fetch()) == ["127.0.0.8"]))  # the relist brought it
     assert counts[("lbsync_watch_relists_total", "error", "endpointslices")] == 1
-    api.set_endpoints("shop", "web", ready=["10.0.0.9"])
-    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.9"]))  # and the watch goes on
+    api.set_endpoints("shop", "web", ready=["127.0.0.9"])
+    eventually(lambda: _assert(ips(src.fetch()) == ["127.0.0.9"]))  # and the watch goes on
 
 
 MODE = {"serviceloadbalancer/lb.backend-mode": "nodeport"}
@@ -243,7 +243,7 @@ def _heartbeat(node):
 
 @pytest.fixture
 def nodeport(api):
-    api.set_endpoints("shop", "web", ready=[{"ip": "10.0.0.1", "node": "node-a"}])
+    api.set_endpoints("shop", "web", ready=[{"ip": "127.0.0.1", "node": "node-a"}])
     api.add_node("node-a", "127.0.0.11")
     api.add_node("node-b", "127.0.0.12")
     return api
@@ -317,4 +317,4 @@ def test_forbidden_nodes_stop_failing_passes_once_no_service_needs_them(nodeport
     with pytest.raises(ApiForbidden):
         src.fetch()
     nodeport.update_service("shop", "web", lambda s: s["metadata"]["annotations"].clear())
-    eventually(lambda: _assert(ips(src.fetch()) == ["10.0.0.1"] and src.node_reflector is None))
+    eventually(lambda: _assert(ips(src.fetch()) == ["127.0.0.1"] and src.node_reflector is None))

@@ -85,14 +85,14 @@ def test_client_certificate(fake_api_tls, kubectl, tmp_path):  # noqa: F811
 
 
 def test_get_nodes_yaml_selector_and_single_node(fake_api_tls, kubectl):  # noqa: F811
-    fake_api_tls.add_node("node-a", "10.0.0.11", labels={"node-role.kubernetes.io/edge": ""})
-    fake_api_tls.add_node("node-b", "10.0.0.12", external="203.0.113.12",
+    fake_api_tls.add_node("node-a", "127.0.0.11", labels={"node-role.kubernetes.io/edge": ""})
+    fake_api_tls.add_node("node-b", "127.0.0.12", external="203.0.113.12",
                           taints=[{"key": "ToBeDeletedByClusterAutoscaler", "value": "1", "effect": "NoSchedule"}])
     doc = yaml.safe_load(kubectl("get", "nodes", "-o", "yaml"))
     assert doc["kind"] == "List" and [i["kind"] for i in doc["items"]] == ["Node", "Node"]
     a, b = doc["items"]
     assert "namespace" not in a["metadata"] and a["metadata"]["resourceVersion"]
-    assert {"type": "InternalIP", "address": "10.0.0.11"} in a["status"]["addresses"]
+    assert {"type": "InternalIP", "address": "127.0.0.11"} in a["status"]["addresses"]
     assert {"type": "ExternalIP", "address": "203.0.113.12"} in b["status"]["addresses"]
     assert b["spec"]["taints"][0]["key"] == "ToBeDeletedByClusterAutoscaler"
     out = kubectl("get", "nodes", "-l", "node-role.kubernetes.io/edge", "-o", "name")

@@ -138,7 +138,7 @@ def api():
     a = FakeKubeApi(anonymous=True).start()
     a.add_service("web", "shop", [("http", 80, 8080)],
                   annotations={"serviceloadbalancer/lb.host": "shop.example.com"})
-    a.set_endpoints("shop", "web", ready=["10.0.0.1", "10.0.0.2"], not_ready=["10.0.0.3"])
+    a.set_endpoints("shop", "web", ready=["127.0.0.1", "127.0.0.2"], not_ready=["127.0.0.3"])
     a.add_service("dns", "kube-system", [("dns", 53, 53)])
     yield a
     a.stop()
@@ -148,7 +148,7 @@ def api():
 def test_routes_from_the_live_cluster_with_the_same_settings_as_a_sync(api, tmp_path, capsys):
     kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"), auth="none")
     settings = tmp_path / "lbsync.yaml"
-    settings.write_text(f"kubeconfig: {kubeconfig}\npath_prefixes: false\n")
+    settings.write_text(f"kubeconfig: {kubeconfig}\npath_prefixes: false\ndeny_networks: []\n")  # loopback Pods
     assert cli.main(["routes", "--config", str(settings), "-o", "json", "--log-format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(r["frontend"], r["host"], r["path"], r["backend"], r["servers"]) for r in doc["routes"]] == \
