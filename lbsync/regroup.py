@@ -57,8 +57,11 @@ class Grouper:
     def group(self, snapshot: Snapshot, options: model.Options, pool: Optional[nodes.Pool]) -> Grouped:
         version = pool.version if pool is not None else ""
         objects = (snapshot.endpoint_slices, snapshot.endpoints)
-        ids = (set(map(id, objects[0])), set(map(id, objects[1])))
         last, services = self._last, snapshot.services
+        if not snapshot.held:  # never compared with (it is not committed): nothing to index
+            return Grouped(model.group(snapshot, options, pool), None, options, version, (), ((), ()),
+                           (set(), set()), {}, {})
+        ids = (set(map(id, objects[0])), set(map(id, objects[1])))
         if last is not None and last.options == options and last.version == version and \
                 len(services) == len(last.services):
             edited = [i for i, same in enumerate(map(operator.is_, services, last.services)) if not same]

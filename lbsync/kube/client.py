@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from lbsync import nodes
 from lbsync.exceptions import ApiForbidden, ApiNotFound
 from lbsync.kube import errors, lists, pieces
-from lbsync.kube.lists import Resource, path as _path, typed as _typed
+from lbsync.kube.lists import Resource, path as _path
 from lbsync.kube.credentials import Credentials
 from lbsync.kube.transport import Transport
 from lbsync.logs import get as get_logger
@@ -187,11 +187,10 @@ class ApiSource:
         # a Service whose node pool changed is built again: its objects in full
         every = readers + slice_readers + endpoint_readers
         dirty = set().union(*(r.dirty() for r in every)) if self.stand_ins and pool == self._pool_digest else None
-        decode = errors.items_decoder(errors.SERVICE_UNUSED)
-        services = _typed(_items(readers, dirty, decode), SERVICES)
-        decode = errors.items_decoder(unused)  # endpoint objects of Services listed only
-        slices = _typed(_items(slice_readers, dirty, decode, wanted), SLICES)
-        endpoints = _typed(_items(endpoint_readers, dirty, decode, wanted), ENDPOINTS)
+        services = _items(readers, dirty, lists.typed_decoder(errors.SERVICE_UNUSED, SERVICES))
+        # endpoint objects of Services listed only
+        slices = _items(slice_readers, dirty, lists.typed_decoder(unused, SLICES), wanted)
+        endpoints = _items(endpoint_readers, dirty, lists.typed_decoder(unused, ENDPOINTS), wanted)
         for r in every:
             r.commit()
         self._pool_digest = pool

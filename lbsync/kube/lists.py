@@ -8,7 +8,7 @@ without one (a watch's relist, Nodes) it is decoded whole.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from lbsync.exceptions import ApiGone
 from lbsync.kube import errors, pieces
@@ -36,7 +36,7 @@ class Lists:
         where = path(resource, namespace)
         for attempt in range(MAX_LIST_RESTARTS + 1):
             try:
-                items, rv = self._pages(where, selector, unused, reader)
+                items, rv = self._pages(where, selector, unused, reader, resource)
                 break
             except ApiGone:
                 if attempt == MAX_LIST_RESTARTS:
@@ -45,18 +45,18 @@ class Lists:
         return typed(items, resource), rv
 
     def _page(self, path: str, params: Dict[str, str], unused: Tuple[str, ...],
-              reader: pieces.Reader) -> Dict[str, Any]:
+              reader: pieces.Reader, resource: Resource) -> Dict[str, Any]:
         """One page read item by item: the List without its items, which the reader holds."""
         cut, signature, resp = self._transport.get_cut(path, params)
-        head = reader.page(cut, errors.items_decoder(unused))
+        head = reader.page(cut, typed_decoder(unused, resource))
         if head is None:  # another layout: decoded whole
             text = cut.body().decode("utf-8", "replace")
             head = errors.parse_list(text, resp, self._transport.display_url(path), unused)
             reader.whole(head.pop("items", None) or [])
         return dict(head, signature=signature)
 
-    def _pages(self, path: str, selector: str, unused: Tuple[str, ...],
-               reader: Optional[pieces.Reader] = None) -> Tuple[List[Dict[str, Any]], str]:
+    def _pages(self, path: str, selector: str, unused: Tuple[str, ...], reader: Optional[pieces.Reader],
+               resource: Resource) -> Tuple[List[Dict[str, Any]], str]:
         """Every page of one list, and the list's token ("resourceVersion/signature"). The first page may come from
         the apiserver cache (RV=0), which older servers answer whole, ignoring limit: then there
         is no continue token. Nothing of an answer is kept after the poll: holding the decoded
@@ -73,7 +73,7 @@ class Lists:
             if reader is None:
                 doc = self._transport.get_list(path, params, unused=unused)
             else:
-                doc = self._page(path, params, unused, reader)
+                doc = self._page(path, params, unused, reader, resource)
             page_meta = doc.get("metadata") or {}
             if "continue" not in params:  # continued pages belong to the first page's snapshot
                 rv = str(page_meta.get("resourceVersion") or "")
@@ -98,3 +98,16 @@ def typed(items: List[Dict[str, Any]], resource: Resource) -> List[Dict[str, Any
         item.setdefault("kind", resource[2])
         item.setdefault("apiVersion", resource[3])
     return items
+
+
+def typed_decoder(unused: Tuple[str, ...], resource: Resource) -> Callable[[str], Any]:
+    """errors.items_decoder for `resource`'s items, typed as they are decoded (once: a stand-in
+    keeps its object's type, so nothing types a poll's items again)."""
+    decode = errors.items_decoder(unused)
+
+    def typed_decode(text: str) -> Any:
+        objs = decode(text)
+        if isinstance(objs, list):  # else the reader refuses it
+            typed([o for o in objs if o.__class__ is dict], resource)
+        return objs
+    return typed_decode

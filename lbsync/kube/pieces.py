@@ -36,6 +36,7 @@ from lbsync.snapshot import Unread, identity
 Owner = Tuple[str, str]
 Known = Dict[bytes, Tuple[Owner, dict]]  # digest -> (owner, its stand-in)
 _META = ("name", "namespace", "uid", "resourceVersion")
+_TYPE = ("kind", "apiVersion")  # set as the object was decoded (lbsync.kube.lists.typed_decoder)
 _KEY = os.urandom(16)  # the digests live only in this process: a collision cannot be made to order
 _BATCH = 1 << 20  # bytes of items decoded per call: a key is one string per call, not per item
 
@@ -161,8 +162,9 @@ def _decode(entries: List[Entry], decode: Callable[[str], Any], owner_of: Callab
 
 
 def stand_in(obj: dict, *, label: str = "", annotation: str = "") -> dict:
-    """An Unread with the object's name, namespace, uid and resourceVersion, and the label and
-    annotation named, when set (the strings are the object's own). The object itself when it
+    """An Unread with the object's kind and apiVersion, its name, namespace, uid and
+    resourceVersion, and the label and annotation named, when set (the strings are the
+    object's own). The object itself when it
     has no identity (then it is never a stand-in: lbsync.incremental never reuses a Part
     built from it)."""
     if identity(obj) is None:
@@ -173,4 +175,4 @@ def stand_in(obj: dict, *, label: str = "", annotation: str = "") -> dict:
         found = meta.get(key) if name else None
         if isinstance(found, dict) and name in found:
             out[key] = {name: found[name]}
-    return Unread(metadata=out)
+    return Unread({k: obj[k] for k in _TYPE if k in obj}, metadata=out)

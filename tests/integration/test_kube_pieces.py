@@ -47,6 +47,10 @@ def test_one_changed_endpoint_decodes_only_its_service(fake_api, tmp_path):  # n
     assert decoded(moved.services) == decoded(moved.endpoint_slices) == {("a", "svc-00002")}
     assert moved.requests == 2  # the probe of the slice list (its body held for the fetch), then the Services
     assert moved.held and not first.held  # stand-ins are the reader's own objects; a first read's are not
+    for snap in (first, moved):  # typed once, as decoded; a stand-in keeps its object's type
+        assert {(o["kind"], o["apiVersion"]) for o in snap.services} == {("Service", "v1")}
+        slices = {(o["kind"], o["apiVersion"]) for o in snap.endpoint_slices}
+        assert slices == {("EndpointSlice", "discovery.k8s.io/v1")}
     fresh = source(fake_api, tmp_path).fetch()  # no stand-ins: every object in full
     assert moved.bytes == fresh.bytes  # each list downloaded once
     assert [identity(o) for o in moved.services] == [identity(o) for o in fresh.services]
